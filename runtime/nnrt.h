@@ -1,0 +1,123 @@
+// nnrt.h: libnnrt's internal interface, between the code nnc generates and the
+// runtime linked into every model.so. Not installed (the public face is
+// <nnc/model.h> and the generated header). Only NNRT_API symbols are exported
+// from a model.so; everything else is hidden.
+//
+// The generated module defines, for a model `m`:
+//   - kernels (below), specialised to the model's shapes;
+//   - `static const nnrt_desc m_desc` describing tensors, initialisers and sizes;
+//   - the exported wrappers m_create, m_train_step, ... which call nnrt_* here,
+//     and nnc_model_entry() returning &m_desc.info.
+#ifndef NNRT_H
+#define NNRT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "nnc/model.h"
+
+#define NNRT_API __attribute__((visibility("default")))
+#define NNRT_HIDDEN __attribute__((visibility("hidden")))
+
+typedef struct nnrt_model nnrt_model;
+
+// Kernels, emitted by codegen (cg_*.c). `scratch` is the per-instance arena of
+// nnrt_desc.scratch_fixed + batch * scratch_per_sample bytes, 64-aligned.
+// `rt` is the instance, for runtime services (threads) only.
+typedef float (*nnrt_grad_fn)(nnrt_model *rt, const float *params, const float *x,
+                              const float *y, int64_t batch, float *grad, void *scratch);
+typedef float (*nnrt_loss_fn)(nnrt_model *rt, const float *params, const float *x,
+                              const float *y, int64_t batch, void *scratch);
+typedef void  (*nnrt_predict_fn)(nnrt_model *rt, const float *params, const float *x,
+                                 float *out, int64_t batch, void *scratch);
+// One optimiser update from `grad` (already the batch objective's gradient):
+// writes params and state; `step` is t of this update (1 for the first).
+typedef void  (*nnrt_apply_fn)(nnrt_model *rt, float *params, float *state, const float *grad,
+                               float lr, float step, void *scratch);
+
+typedef enum {
+    NNRT_INIT_ZEROS, NNRT_INIT_ONES, NNRT_INIT_CONSTANT, NNRT_INIT_UNIFORM,
+    NNRT_INIT_NORMAL, NNRT_INIT_XAVIER, NNRT_INIT_HE
+} nnrt_init_kind;
+
+typedef struct nnrt_init {
+    int32_t kind;               // nnrt_init_kind
+    double  a, b;               // constant(a), uniform(a,b), normal(a = mean, b = std)
+    int64_t fan_in, fan_out;
+} nnrt_init;
+
+typedef struct nnrt_desc {
+    nnc_model_info         info;          // the public description (ABI.md §2)
+    const nnrt_init       *inits;         // info.n_tensors entries
+    size_t                 state_count;   // floats of optimiser state
+    size_t                 n_states;
+    const nnc_tensor_info *states;        // names like "h1.W.m"; offsets inside the state block
+    size_t                 scratch_fixed;      // bytes
+    size_t                 scratch_per_sample; // bytes per sample of the batch
+    float                  default_lr;
+    int32_t                default_threads;    // -j N (0: the runtime decides)
+    const char            *signature;     // model signature stored in checkpoints
+    nnrt_grad_fn           grad;
+    nnrt_loss_fn           loss;
+    nnrt_predict_fn        predict;
+    nnrt_apply_fn          apply;
+} nnrt_desc;
+
+struct nnrt_model {
+    const nnrt_desc *desc;
+    float   *params;            // desc->info.param_count
+    float   *state;             // desc->state_count
+    float   *grad;              // param_count, train_step's gradient buffer
+    float    lr;
+    int64_t  step;              // optimiser updates taken so far
+    int      threads;
+    void    *scratch;           // 64-aligned
+    size_t   scratch_batch;     // the largest batch the scratch holds
+    size_t   scratch_bytes;     // bytes allocated at scratch
+    struct nnrt_pool *pool;     // worker threads (threads.c), created on first use; NULL: none
+};
+
+// Generic implementations behind every model's API (runtime/model.c).
+NNRT_HIDDEN void  *nnrt_create(const nnrt_desc *d, uint64_t seed);
+NNRT_HIDDEN void   nnrt_destroy(void *m);
+NNRT_HIDDEN float  nnrt_train_step(void *m, const float *x, const float *y, size_t batch);
+NNRT_HIDDEN float  nnrt_loss(void *m, const float *x, const float *y, size_t batch);
+NNRT_HIDDEN void   nnrt_predict(void *m, const float *x, float *out, size_t batch);
+NNRT_HIDDEN float  nnrt_grad(void *m, const float *x, const float *y, size_t batch, float *grad);
+NNRT_HIDDEN void   nnrt_apply(void *m, const float *grad);
+NNRT_HIDDEN float *nnrt_params(void *m);
+NNRT_HIDDEN void   nnrt_set_lr(void *m, float lr);
+NNRT_HIDDEN void   nnrt_set_threads(void *m, int n);
+NNRT_HIDDEN int    nnrt_save(const void *m, const char *path);   // runtime/checkpoint.c
+NNRT_HIDDEN int    nnrt_load(void *m, const char *path);
+NNRT_HIDDEN const char *nnrt_strerror(int code);
+
+// Deterministic initialisation (runtime/init.c): same seed, same floats on every machine.
+NNRT_HIDDEN void nnrt_init_params(const nnrt_desc *d, float *params, uint64_t seed);
+
+// Allocation (runtime/alloc.c): every allocation goes through here so tests can fail it.
+NNRT_HIDDEN void *nnrt_malloc(size_t size);
+NNRT_HIDDEN void *nnrt_aligned_alloc(size_t size);   // 64-aligned, zeroed
+NNRT_HIDDEN void  nnrt_free(void *p);
+NNRT_HIDDEN void *nnrt_realloc(void *p, size_t size);  // on failure NULL, p still valid
+// Test hooks: make the n-th allocation from now fail (n <= 0: never), and count the
+// allocations not yet freed.
+NNRT_HIDDEN void    nnrt_alloc_fail_at(int64_t n);
+NNRT_HIDDEN int64_t nnrt_alloc_live(void);
+
+// Checkpoints (runtime/checkpoint.c). The detail of the last failed save or load on this
+// thread ("tensor 'h1.W' has shape [128,784] in the checkpoint, [256,784] in the model"),
+// or "" after a success. Never NULL.
+NNRT_HIDDEN const char *nnrt_last_error(void);
+// nnrt_load from a checkpoint already in memory (the fuzz target uses it).
+NNRT_HIDDEN int nnrt_load_buffer(void *m, const void *buf, size_t size);
+
+// Threads (runtime/threads.c): runs fn(ctx, begin, end) over [0, n) split into m->threads
+// contiguous chunks, chunk k = [n*k/T, n*(k+1)/T); the split depends only on n and T, never
+// on timing. Returns when every chunk is done. Inline when m->threads == 1. Not reentrant:
+// fn must not call nnrt_parallel_for on the same model.
+NNRT_HIDDEN void nnrt_parallel_for(nnrt_model *m, void (*fn)(void *ctx, int64_t begin, int64_t end),
+                                   void *ctx, int64_t n);
+NNRT_HIDDEN void nnrt_pool_destroy(nnrt_model *m);   // joins the workers; m->pool = NULL
+
+#endif
