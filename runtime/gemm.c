@@ -1,0 +1,230 @@
+// gemm.c: single-precision matrix products for the generated train step:
+//   C[M,N] = alpha * op(A)[M,K] * op(B)[K,N] + beta * C,   row-major,
+// op(X) = X or X^T. Dense layers need all three forms: the forward product
+// X W^T, dX = dY W and dW = dY^T X.
+//
+// The structure is the classic one of GotoBLAS/BLIS: B is packed into panels
+// of NR columns and A into panels of MR rows, K is blocked by KC so that a B
+// panel stays in L1 and an A block in L2, and a register-blocked micro-kernel
+// keeps an MR x NR tile of C in 24 zmm registers (12 x 32 floats) while it
+// streams the panels: two FMAs per broadcast of an element of A.
+//
+// Threads split the columns (or rows) of C into contiguous blocks; each element
+// of C is computed by one thread in the same order whatever the thread count,
+// so results are bit-for-bit the same with 1 or N threads.
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nnrt.h"
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
+#define MR 12
+#define NR 32
+#define KC 256
+#define MC 96        // rows of A per packed block (a multiple of MR)
+#define NC 1024      // columns of B per packed block (a multiple of NR)
+
+typedef struct Gemm {
+    bool         ta, tb;
+    int64_t      M, N, K;
+    float        alpha;
+    const float *A; int64_t lda;
+    const float *B; int64_t ldb;
+    float       *C; int64_t ldc;
+} Gemm;
+
+static inline float a_at(const Gemm *g, int64_t i, int64_t k) {
+    return g->ta ? g->A[k * g->lda + i] : g->A[i * g->lda + k];
+}
+static inline float b_at(const Gemm *g, int64_t k, int64_t j) {
+    return g->tb ? g->B[j * g->ldb + k] : g->B[k * g->ldb + j];
+}
+
+// Packs rows [i0, i0+mc) x [k0, k0+kc) of op(A) as MR-row panels, k-major
+// inside a panel: panel[k * MR + r]; rows past M are zero.
+static void pack_a(const Gemm *g, int64_t i0, int64_t mc, int64_t k0, int64_t kc, float *out) {
+    for (int64_t p = 0; p < mc; p += MR) {
+        float *panel = out + p * kc;
+        int64_t rows = mc - p < MR ? mc - p : MR;
+        for (int64_t k = 0; k < kc; k++) {
+            int64_t r = 0;
+            for (; r < rows; r++) panel[k * MR + r] = a_at(g, i0 + p + r, k0 + k);
+            for (; r < MR; r++) panel[k * MR + r] = 0;
+        }
+    }
+}
+
+// Packs [k0, k0+kc) x columns [j0, j0+nc) of op(B) as NR-column panels:
+// panel[k * NR + c]; columns past N are zero.
+static void pack_b(const Gemm *g, int64_t k0, int64_t kc, int64_t j0, int64_t nc, float *out) {
+    for (int64_t q = 0; q < nc; q += NR) {
+        float *panel = out + q * kc;
+        int64_t cols = nc - q < NR ? nc - q : NR;
+        for (int64_t k = 0; k < kc; k++) {
+            int64_t c = 0;
+            if (!g->tb && cols == NR) {
+                memcpy(panel + k * NR, g->B + (k0 + k) * g->ldb + j0 + q, NR * sizeof(float));
+                continue;
+            }
+            for (; c < cols; c++) panel[k * NR + c] = b_at(g, k0 + k, j0 + q + c);
+            for (; c < NR; c++) panel[k * NR + c] = 0;
+        }
+    }
+}
+
+// tile[MR][NR] = sum over k of a_panel[k][r] * b_panel[k][c]: the portable kernel.
+static void kernel_generic(int64_t kc, const float *ap, const float *bp, float *tile) {
+    memset(tile, 0, MR * NR * sizeof(float));
+    for (int64_t k = 0; k < kc; k++)
+        for (int r = 0; r < MR; r++) {
+            float a = ap[k * MR + r];
+            for (int c = 0; c < NR; c++) tile[r * NR + c] += a * bp[k * NR + c];
+        }
+}
+
+#if defined(__x86_64__)
+__attribute__((target("avx512f,fma")))
+static void kernel_avx512(int64_t kc, const float *ap, const float *bp, float *tile) {
+    __m512 c0[MR], c1[MR];
+    for (int r = 0; r < MR; r++) c0[r] = c1[r] = _mm512_setzero_ps();
+    for (int64_t k = 0; k < kc; k++) {
+        __m512 b0 = _mm512_load_ps(bp + k * NR), b1 = _mm512_load_ps(bp + k * NR + 16);
+#pragma GCC unroll 12
+        for (int r = 0; r < MR; r++) {
+            __m512 a = _mm512_set1_ps(ap[k * MR + r]);
+            c0[r] = _mm512_fmadd_ps(a, b0, c0[r]);
+            c1[r] = _mm512_fmadd_ps(a, b1, c1[r]);
+        }
+    }
+#pragma GCC unroll 12
+    for (int r = 0; r < MR; r++) {
+        _mm512_store_ps(tile + r * NR, c0[r]);
+        _mm512_store_ps(tile + r * NR + 16, c1[r]);
+    }
+}
+#endif
+
+typedef void (*KernelFn)(int64_t, const float *, const float *, float *);
+
+static KernelFn pick_kernel(void) {
+#if defined(__x86_64__)
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma")) return kernel_avx512;
+#endif
+    return kernel_generic;
+}
+
+// C[i0.., j0..] += alpha * tile, for the valid rows and columns.
+static void add_tile(const Gemm *g, int64_t i0, int64_t j0, const float *tile) {
+    int64_t rows = g->M - i0 < MR ? g->M - i0 : MR;
+    int64_t cols = g->N - j0 < NR ? g->N - j0 : NR;
+    for (int64_t r = 0; r < rows; r++) {
+        float *c = g->C + (i0 + r) * g->ldc + j0;
+        const float *t = tile + r * NR;
+        for (int64_t k = 0; k < cols; k++) c[k] += g->alpha * t[k];
+    }
+}
+
+// The columns [j_begin, j_end) of C (and all rows), with this thread's buffers.
+static void gemm_columns(const Gemm *g, int64_t j_begin, int64_t j_end, float *abuf, float *bbuf) {
+    static KernelFn kernel;
+    if (!kernel) kernel = pick_kernel();
+    _Alignas(64) float tile[MR * NR];
+    for (int64_t jc = j_begin; jc < j_end; jc += NC) {
+        int64_t nc = j_end - jc < NC ? j_end - jc : NC;
+        for (int64_t pc = 0; pc < g->K; pc += KC) {
+            int64_t kc = g->K - pc < KC ? g->K - pc : KC;
+            pack_b(g, pc, kc, jc, nc, bbuf);
+            for (int64_t ic = 0; ic < g->M; ic += MC) {
+                int64_t mc = g->M - ic < MC ? g->M - ic : MC;
+                pack_a(g, ic, mc, pc, kc, abuf);
+                for (int64_t jr = 0; jr < nc; jr += NR)
+                    for (int64_t ir = 0; ir < mc; ir += MR) {
+                        kernel(kc, abuf + ir * kc, bbuf + jr * kc, tile);
+                        add_tile(g, ic + ir, jc + jr, tile);
+                    }
+            }
+        }
+    }
+}
+
+static void scale_c(const Gemm *g, float beta) {
+    for (int64_t i = 0; i < g->M; i++) {
+        float *c = g->C + i * g->ldc;
+        if (beta == 0) memset(c, 0, (size_t)g->N * sizeof(float));
+        else for (int64_t j = 0; j < g->N; j++) c[j] *= beta;
+    }
+}
+
+typedef struct GemmJob {
+    const Gemm *g;
+    int64_t     n_blocks;     // column blocks of NR handed out to threads
+} GemmJob;
+
+// Packing buffers: one pair per thread, allocated on the thread's first
+// product and kept, so that a train step allocates nothing in steady state.
+typedef struct PackBuffers {
+    float *a;   // MC x KC
+    float *b;   // KC x NC
+} PackBuffers;
+
+static pthread_key_t  buffers_key;
+static pthread_once_t buffers_once = PTHREAD_ONCE_INIT;
+
+static void free_buffers(void *p) {
+    PackBuffers *pb = p;
+    nnrt_free(pb->a);
+    nnrt_free(pb->b);
+    nnrt_free(pb);
+}
+
+static void make_key(void) { pthread_key_create(&buffers_key, free_buffers); }
+
+static PackBuffers *thread_buffers(void) {
+    pthread_once(&buffers_once, make_key);
+    PackBuffers *pb = pthread_getspecific(buffers_key);
+    if (pb) return pb;
+    pb = nnrt_malloc(sizeof *pb);
+    if (!pb) return NULL;
+    pb->a = nnrt_aligned_alloc(MC * KC * sizeof(float));
+    pb->b = nnrt_aligned_alloc(NC * KC * sizeof(float));
+    if (!pb->a || !pb->b || pthread_setspecific(buffers_key, pb) != 0) {
+        free_buffers(pb);
+        return NULL;
+    }
+    return pb;
+}
+
+static void gemm_block_range(void *ctx, int64_t begin, int64_t end) {
+    const GemmJob *job = ctx;
+    const Gemm *g = job->g;
+    PackBuffers *pb = thread_buffers();
+    if (!pb) {   // out of memory: the unpacked, slow but allocation-free path
+        for (int64_t i = 0; i < g->M; i++)
+            for (int64_t j = begin * NR; j < end * NR && j < g->N; j++) {
+                float s = 0;
+                for (int64_t k = 0; k < g->K; k++) s += a_at(g, i, k) * b_at(g, k, j);
+                g->C[i * g->ldc + j] += g->alpha * s;
+            }
+        return;
+    }
+    int64_t j1 = end * NR < g->N ? end * NR : g->N;
+    gemm_columns(g, begin * NR, j1, pb->a, pb->b);
+}
+
+void nnrt_sgemm(nnrt_model *rt, int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha,
+                const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
+                float *C, int64_t ldc) {
+    Gemm g = { ta != 0, tb != 0, M, N, K, alpha, A, lda, B, ldb, C, ldc };
+    if (M <= 0 || N <= 0) return;
+    if (beta != 1) scale_c(&g, beta);
+    if (K <= 0 || alpha == 0) return;
+    GemmJob job = { &g, (N + NR - 1) / NR };
+    if (rt && rt->threads > 1) nnrt_parallel_for(rt, gemm_block_range, &job, job.n_blocks);
+    else gemm_block_range(&job, 0, job.n_blocks);
+}

@@ -1,0 +1,76 @@
+// nnrt_sgemm against a double-precision reference, in every transpose form,
+// at sizes around the block edges, and bit-identical with 1 and 2 threads.
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nnrt.h"
+
+static float *random_matrix(int64_t n, unsigned seed) {
+    float *m = malloc((size_t)n * sizeof *m);
+    for (int64_t i = 0; i < n; i++) {
+        seed = seed * 1664525u + 1013904223u;
+        m[i] = (float)(seed >> 8) / 16777216.0f - 0.5f;
+    }
+    return m;
+}
+
+// Max error against sum_k op(A)[i,k] op(B)[k,j] in double, relative to sum |terms|.
+static double check(nnrt_model *rt, int ta, int tb, int64_t M, int64_t N, int64_t K,
+                    float alpha, float beta) {
+    float *A = random_matrix(M * K, 1), *B = random_matrix(K * N, 2), *C = random_matrix(M * N, 3);
+    float *C0 = malloc((size_t)(M * N) * sizeof *C0);
+    memcpy(C0, C, (size_t)(M * N) * sizeof *C0);
+    int64_t lda = ta ? M : K, ldb = tb ? K : N;
+    nnrt_sgemm(rt, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, N);
+    double worst = 0;
+    for (int64_t i = 0; i < M; i++)
+        for (int64_t j = 0; j < N; j++) {
+            double s = 0, mag = 0;
+            for (int64_t k = 0; k < K; k++) {
+                double a = ta ? A[k * lda + i] : A[i * lda + k];
+                double b = tb ? B[j * ldb + k] : B[k * ldb + j];
+                s += a * b;
+                mag += fabs(a * b);
+            }
+            double want = alpha * s + beta * C0[i * N + j];
+            double err = fabs(want - C[i * N + j]) / (fabs(alpha) * mag + fabs(beta * C0[i * N + j]) + 1e-30);
+            if (err > worst) worst = err;
+        }
+    free(A); free(B); free(C); free(C0);
+    return worst;
+}
+
+Test(gemm, matches_double_reference_in_every_transpose_form) {
+    static const int64_t sizes[][3] = {
+        { 1, 1, 1 }, { 1, 10, 784 }, { 12, 32, 256 }, { 13, 33, 257 }, { 37, 5, 3 },
+        { 100, 130, 70 }, { 256, 128, 784 }, { 97, 1030, 300 },
+    };
+    for (int form = 0; form < 4; form++)
+        for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
+            double err = check(NULL, form & 1, form >> 1, sizes[s][0], sizes[s][1], sizes[s][2], 1.0f, 0.0f);
+            cr_assert_lt(err, 1e-5, "form %d size %ld %ld %ld: error %g", form,
+                         (long)sizes[s][0], (long)sizes[s][1], (long)sizes[s][2], err);
+        }
+}
+
+Test(gemm, alpha_and_beta_scale_as_blas_does) {
+    cr_assert_lt(check(NULL, 0, 1, 20, 40, 50, 0.5f, 1.0f), 1e-5);
+    cr_assert_lt(check(NULL, 1, 0, 20, 40, 50, -2.0f, 0.25f), 1e-5);
+    cr_assert_lt(check(NULL, 0, 0, 20, 40, 0, 1.0f, 0.5f), 1e-6);   // K = 0: C = beta C
+}
+
+Test(gemm, two_threads_give_the_same_bits_as_one) {
+    int64_t M = 64, N = 1000, K = 300;
+    float *A = random_matrix(M * K, 4), *B = random_matrix(K * N, 5);
+    float *C1 = calloc((size_t)(M * N), sizeof *C1), *C2 = calloc((size_t)(M * N), sizeof *C2);
+    nnrt_model one = { 0 }, two = { 0 };
+    one.threads = 1;
+    two.threads = 2;
+    nnrt_sgemm(&one, 0, 1, M, N, K, 1.0f, A, K, B, K, 0.0f, C1, N);
+    nnrt_sgemm(&two, 0, 1, M, N, K, 1.0f, A, K, B, K, 0.0f, C2, N);
+    cr_assert_eq(memcmp(C1, C2, (size_t)(M * N) * sizeof *C1), 0);
+    nnrt_pool_destroy(&two);
+    free(A); free(B); free(C1); free(C2);
+}
