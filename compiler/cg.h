@@ -14,4 +14,8 @@ int cg_compile(NnCtx *c, const Model *m);
 // header.c: writes the generated C header (ABI.md §2) for the model.
 bool cg_write_header(NnCtx *c, const Model *m, const char *path);
 
+// cg_plan.c: the scratch arena of the static memory plan (`--stats`, the
+// header): fixed_bytes + batch * per_sample_bytes per model instance.
+void cg_scratch_sizes(NnCtx *c, const Model *m, size_t *fixed_bytes, size_t *per_sample_bytes);
+
 #endif

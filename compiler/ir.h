@@ -78,6 +78,10 @@ Graph  *ir_graph_new(Arena *a);
 // caller (the ir_* helpers below compute it). Operands must already exist.
 NodeId  ir_node(Graph *g, Node proto);
 static inline const Node *ir_get(const Graph *g, NodeId id) { return &g->nodes[id]; }
+// Checks every invariant of docs/ir.md (operand order, arity, flags, shape rules,
+// hash-consing table); nn_bug with the offending node otherwise. For debug builds
+// and tests, after each pass.
+void    ir_verify(const Graph *g);
 
 // ---- Shapes (ir.c)
 int64_t ir_numel(Shape s);
@@ -173,6 +177,9 @@ typedef struct Model {
     size_t      state_count;    // floats
     IrStore    *stores;         // the update, written in terms of GRAD_IN leaves
     uint32_t    n_stores;
+    // Names of the input and target declarations (ir_print), NULL if unknown.
+    const char *input_name;     // "x"
+    const char *target_name;    // "y"
 } Model;
 
 // ---- ir_print.c: one node per line: "%12 = matmul %3, %11 : [128] batch"

@@ -79,7 +79,7 @@ static inline SrcRange nn_join(SrcRange a, SrcRange b) {
 }
 
 // ---- driver options and context.
-typedef enum { EMIT_NONE, EMIT_IR, EMIT_GRAD, EMIT_LLVM, EMIT_DOT, EMIT_OBJ, EMIT_SO } EmitKind;
+typedef enum { EMIT_NONE, EMIT_IR, EMIT_GRAD, EMIT_LLVM, EMIT_DOT, EMIT_OBJ, EMIT_SO, EMIT_ASM } EmitKind;
 
 typedef struct Options {
     const char *input;        // the .nn file
@@ -92,6 +92,7 @@ typedef struct Options {
     bool        stats;        // --stats
     bool        no_prune;     // -fno-prune
     const char *dump_after;   // --dump-after=PASS
+    const char *runtime_lib;  // libnnrt.a linked into a .so (driver: NNC_BUILD_RUNTIME; NULL: search)
 } Options;
 
 typedef struct NnCtx {
@@ -99,6 +100,7 @@ typedef struct NnCtx {
     Diag    diag;
     jmp_buf fatal;
     Options opt;
+    struct NnInterns *interns;  // ast.c: nn_intern's hash table (NULL until first use)
 } NnCtx;
 
 void nn_ctx_init(NnCtx *c, FILE *diag_out);

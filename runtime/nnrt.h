@@ -77,7 +77,10 @@ struct nnrt_model {
     struct nnrt_pool *pool;     // worker threads (threads.c), created on first use; NULL: none
 };
 
-// Generic implementations behind every model's API (runtime/model.c).
+// Generic implementations behind every model's API (runtime/model.c). Bad arguments never
+// crash: with a NULL model or data pointer, a NULL y when the model has a target, batch 0, or
+// no memory for a larger scratch arena, train_step/loss/grad return NAN and predict/apply do
+// nothing (the model unchanged). set_threads takes n < 1 as 1.
 NNRT_HIDDEN void  *nnrt_create(const nnrt_desc *d, uint64_t seed);
 NNRT_HIDDEN void   nnrt_destroy(void *m);
 NNRT_HIDDEN float  nnrt_train_step(void *m, const float *x, const float *y, size_t batch);
@@ -119,5 +122,17 @@ NNRT_HIDDEN int nnrt_load_buffer(void *m, const void *buf, size_t size);
 NNRT_HIDDEN void nnrt_parallel_for(nnrt_model *m, void (*fn)(void *ctx, int64_t begin, int64_t end),
                                    void *ctx, int64_t n);
 NNRT_HIDDEN void nnrt_pool_destroy(nnrt_model *m);   // joins the workers; m->pool = NULL
+
+// Matrix products (runtime/gemm.c): C[M,N] = alpha * op(A) op(B) + beta * C, row-major,
+// op(X) = X^T when tX. Blocked and packed, AVX-512 micro-kernel where the CPU has it;
+// threads split the columns of C (rt may be NULL: one thread). Results do not depend on
+// the thread count.
+NNRT_HIDDEN void nnrt_sgemm(nnrt_model *rt, int ta, int tb, int64_t M, int64_t N, int64_t K,
+                            float alpha, const float *A, int64_t lda, const float *B, int64_t ldb,
+                            float beta, float *C, int64_t ldc);
+
+// A hand-written model for tests (runtime/testmodel.c): y = W x + b, W[2,3] xavier, b[2]
+// zeros, loss sum((y - t)^2) averaged over the batch, Adam; input 3, target and output 2.
+NNRT_HIDDEN const nnrt_desc *nnrt_test_linear(void);
 
 #endif

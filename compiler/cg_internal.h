@@ -1,0 +1,129 @@
+// cg_internal.h: private interface of the LLVM backend (cg_*.c).
+//
+// The backend turns a train-step Model into one LLVM module holding four
+// kernels (grad, loss, predict, apply: runtime/nnrt.h), the model's nnrt_desc
+// and the exported API of ABI.md §2. The stages:
+//   cg_plan.c    which nodes each kernel computes, which are fused into their
+//                consumer's loop, and the static memory plan (scratch offsets
+//                by liveness); independent of LLVM
+//   cg_kernel.c  lowering of the ops into loops with constant shapes
+//   cg_matmul.c  matrix products (cg_emit_matmul), behind one function
+//   cg_module.c  context, target machine, the descriptor and wrappers,
+//                verification, the pass pipeline, objects, linking
+#ifndef NNC_CG_INTERNAL_H
+#define NNC_CG_INTERNAL_H
+
+#include <llvm-c/Core.h>
+#include <llvm-c/TargetMachine.h>
+
+#include "cg.h"
+
+// ---- cg_plan.c
+typedef enum { CG_K_GRAD, CG_K_LOSS, CG_K_PREDICT, CG_K_APPLY, CG_N_KERNELS } CgKernelKind;
+
+typedef enum {
+    CG_ST_NONE,       // not needed by this kernel
+    CG_ST_LEAF,       // a leaf: external storage (params, x, ...) or a value (CONST, SCALAR_ARG)
+    CG_ST_INLINE,     // elementwise, computed inside its only consumer's loop; or a
+                      // MATMUL W @ x whose consumer chain is its GEMM's epilogue
+    CG_ST_ABSORBED,   // OUTER consumed by BATCH_SUM: the pair is one GEMM
+    CG_ST_ALIAS,      // RESHAPE of a buffer: the same floats
+    CG_ST_SCRATCH,    // its own buffer in the scratch arena
+    CG_ST_DEST,       // written straight into a kernel output (grad, out, a param/state)
+} CgStorage;
+
+typedef enum { CG_DEST_GRAD, CG_DEST_OUT, CG_DEST_PARAM, CG_DEST_STATE } CgDestKind;
+
+typedef struct CgKPlan {
+    CgKernelKind kind;
+    uint8_t  *storage;      // n_nodes: CgStorage
+    uint32_t *uses;         // n_nodes: uses by needed nodes (+1 for a kernel root)
+    NodeId   *user;         // n_nodes: the last user seen (the only one for INLINE)
+    NodeId   *alias_of;     // n_nodes: ALIAS: the node whose buffer it shares
+    int64_t  *offset;       // n_nodes: SCRATCH: bytes (per sample for IR_F_BATCH nodes)
+    uint8_t  *dest_kind;    // n_nodes: DEST: CgDestKind
+    size_t   *dest_off;     // n_nodes: DEST: floats inside the destination array
+    uint8_t  *store_direct; // n_stores (apply): the store's value is written in place
+    int64_t  *store_temp;   // n_stores (apply): fixed offset of a temporary copy, or -1
+    size_t    fixed;        // bytes of the invariant region
+    size_t    per_sample;   // bytes per sample of the per-sample region
+} CgKPlan;
+
+typedef struct CgPlan {
+    CgKPlan k[CG_N_KERNELS];
+    size_t  fixed;          // bytes: max over kernels (the per-sample region starts here)
+    size_t  per_sample;     // bytes per sample: max over kernels
+} CgPlan;
+
+void cg_plan(Arena *a, const Model *m, CgPlan *p);
+bool cg_is_elementwise(uint16_t op);
+
+// ---- cg_module.c: the code generator's state
+typedef struct Cg {
+    NnCtx              *nc;
+    const Model        *m;
+    const Graph        *g;
+    CgPlan              plan;
+    LLVMContextRef      ctx;
+    LLVMModuleRef       mod;
+    LLVMBuilderRef      b;
+    LLVMTargetMachineRef tm;
+    LLVMTypeRef         f32, f64, i1, i8, i32, i64, ptr, void_t;
+    char               *cpu, *features;   // the target (LLVM messages, disposed at the end)
+    bool                avx512;           // prefer 512-bit vectors
+    LLVMValueRef        kernel[CG_N_KERNELS];
+    // The kernel being emitted.
+    const CgKPlan      *kp;
+    LLVMValueRef        fn;
+    LLVMBasicBlockRef   alloca_bb;   // entry block: allocas only, branches to the body at the end
+    LLVMBuilderRef      ab;          // positioned in alloca_bb
+    LLVMValueRef        a_params, a_x, a_y, a_out, a_grad, a_state, a_grad_in, a_scratch;
+    LLVMValueRef        batch;       // i64
+    LLVMValueRef        lr, step, inv_batch;  // float
+    LLVMValueRef       *base;        // n_nodes: float* of each buffer in this kernel
+    LLVMValueRef        epi_value;   // the product's value inside a matmul epilogue
+    LLVMValueRef        pack_buf;    // the kernel's GEMM packing buffer (cg_matmul.c), or NULL
+} Cg;
+
+_Noreturn void cg_bug(Cg *c, const char *fmt, ...) NN_PRINTF(2, 3);
+void cg_set_fn_attrs(Cg *c, LLVMValueRef fn);          // target-cpu, features, vector width
+LLVMValueRef cg_intrinsic(Cg *c, const char *name, LLVMValueRef *args, unsigned n);
+LLVMValueRef cg_f(Cg *c, double v);                    // float constant
+LLVMValueRef cg_i(Cg *c, int64_t v);                   // i64 constant
+LLVMValueRef cg_gep(Cg *c, LLVMValueRef base, LLVMValueRef idx);   // &base[idx] (floats)
+LLVMValueRef cg_load(Cg *c, LLVMValueRef p);
+void         cg_store(Cg *c, LLVMValueRef v, LLVMValueRef p);
+LLVMValueRef cg_alloca(Cg *c, LLVMTypeRef t, const char *name);
+// Marks a float add/mul as reassociable so that reductions vectorise.
+LLVMValueRef cg_reassoc(LLVMValueRef inst);
+
+// Counted loops: for (i = 0; i < n; i++). Nest them freely.
+typedef struct CgLoop {
+    LLVMBasicBlockRef body, exit;
+    LLVMValueRef      iv, n, phi;
+    LLVMBasicBlockRef pre;
+} CgLoop;
+LLVMValueRef cg_loop_begin(Cg *c, CgLoop *l, LLVMValueRef n, const char *name);
+void         cg_loop_end(Cg *c, CgLoop *l);
+
+// ---- cg_kernel.c
+void cg_emit_kernels(Cg *c);
+
+// ---- cg_matmul.c: C(i,j) (+)= sum_p A(i,p) B(p,j), with
+// A(i,p) = a[i*a_rs + p*a_cs], B(p,j) = b[p*b_rs + j*b_cs], C(i,j) = c[i*c_rs + j].
+// Counts are i64 values (constants, or depending on the batch); strides are constants.
+typedef struct CgGemm CgGemm;
+struct CgGemm {
+    LLVMValueRef m, n, k;
+    LLVMValueRef a, b, c;
+    int64_t      a_rs, a_cs, b_rs, b_cs, c_rs;
+    bool         accumulate;   // C += A B instead of C = A B
+    // Epilogue fusion: instead of storing C(i,j) = v, call epilogue (which
+    // stores what it computes from v). Only the dot-product forms support it.
+    void       (*epilogue)(Cg *c, const CgGemm *g, LLVMValueRef i, LLVMValueRef j, LLVMValueRef v);
+    NodeId       epi_node;     // for the epilogue: the consumer it computes
+    LLVMValueRef i_off, j_off; // added to i, j before calling the epilogue (NULL: 0)
+};
+void cg_emit_matmul(Cg *c, const CgGemm *g);
+
+#endif

@@ -1,0 +1,1148 @@
+// cg_kernel.c: the four kernels of runtime/nnrt.h as LLVM functions. Input:
+// the Model and its CgPlan; every shape is a constant, the batch the only
+// run-time bound. Each kernel computes its needed nodes in id order; a node
+// stored in a buffer gets its own loop nest (over the batch, then over its
+// elements), and the elementwise nodes fused into it (CG_ST_INLINE) are
+// computed inside that loop from the same index (cg_value).
+//
+// Buffers hold float32; sums accumulate in float32, in an order the optimiser
+// may reassociate (vectorised reductions): the result is deterministic for a
+// given compiled model, and within float rounding of the double-precision
+// interpreter (docs/codegen.md).
+#include <math.h>
+#include <string.h>
+
+#include "cg_internal.h"
+
+// ---- Index spaces
+
+// How a loop nest addresses elements: an iteration shape, indexed either by
+// one flat index (every operand has that shape or one element) or by one
+// index per dimension (NumPy broadcasting: trailing dimensions align, a
+// dimension of 1 reads index 0). `b` is the sample (NULL in invariant loops);
+// `collapsed` loops run one flat index over batch * numel.
+typedef struct Iter {
+    Shape        is;
+    bool         flat, collapsed;
+    LLVMValueRef b, flat_ix;
+    LLVMValueRef d[IR_MAX_RANK];
+} Iter;
+
+static const Node *node(Cg *c, NodeId id) { return &c->g->nodes[id]; }
+static bool per_sample(Cg *c, NodeId id) { return node(c, id)->flags & IR_F_BATCH; }
+
+// Offset in floats of node id's element for the iteration's current index.
+static LLVMValueRef elem_offset(Cg *c, NodeId id, const Iter *it) {
+    const Node *nd = node(c, id);
+    int64_t numel = ir_numel(nd->shape);
+    LLVMValueRef off = cg_i(c, 0);
+    if (it->collapsed && (nd->flags & IR_F_BATCH)) {
+        return it->flat_ix;   // [batch, numel] as one flat range
+    } else if (numel == 1) {
+        // one element: index 0
+    } else if (it->flat) {
+        off = it->flat_ix;
+    } else {
+        int64_t stride = 1;
+        int r = nd->shape.rank, ri = it->is.rank;
+        NN_ASSERT(r <= ri);
+        for (int d = r - 1; d >= 0; d--) {
+            if (nd->shape.dim[d] != 1)
+                off = LLVMBuildAdd(c->b, off, LLVMBuildMul(c->b, it->d[ri - r + d], cg_i(c, stride), ""), "");
+            stride *= nd->shape.dim[d];
+        }
+    }
+    if ((nd->flags & IR_F_BATCH) && !it->collapsed) {
+        NN_ASSERT(it->b);
+        off = LLVMBuildAdd(c->b, LLVMBuildMul(c->b, it->b, cg_i(c, numel), ""), off, "");
+    }
+    return off;
+}
+
+static LLVMValueRef scalar_arg(Cg *c, const Node *nd) {
+    switch ((IrScalarArg)nd->imm) {
+    case IR_ARG_LR:
+        return c->lr ? c->lr : cg_f(c, 0);
+    case IR_ARG_STEP:
+        return c->step ? c->step : cg_f(c, 1);
+    case IR_ARG_INV_BATCH:
+        return c->inv_batch ? c->inv_batch : cg_f(c, 1);
+    }
+    cg_bug(c, "unknown scalar argument %g", nd->imm);
+}
+
+// Element `off` (floats) of node id's buffer for sample b (NULL: invariant loop).
+static LLVMValueRef value_at(Cg *c, NodeId id, LLVMValueRef b, LLVMValueRef off) {
+    const Node *nd = node(c, id);
+    if (nd->op == IR_CONST)
+        return cg_f(c, nd->imm);
+    if (nd->op == IR_SCALAR_ARG)
+        return scalar_arg(c, nd);
+    if (!c->base[id])
+        cg_bug(c, "node %%%u (%s) has no buffer", id, ir_op_info[nd->op].name);
+    if (nd->flags & IR_F_BATCH) {
+        NN_ASSERT(b);
+        off = LLVMBuildAdd(c->b, LLVMBuildMul(c->b, b, cg_i(c, ir_numel(nd->shape)), ""), off, "");
+    }
+    return cg_load(c, cg_gep(c, c->base[id], off));
+}
+
+static LLVMValueRef buffer_ptr(Cg *c, NodeId id, LLVMValueRef b, LLVMValueRef off) {
+    if (per_sample(c, id)) {
+        NN_ASSERT(b);
+        off = LLVMBuildAdd(c->b, LLVMBuildMul(c->b, b, cg_i(c, ir_numel(node(c, id)->shape)), ""), off, "");
+    }
+    return cg_gep(c, c->base[id], off);
+}
+
+// ---- Elementwise math
+
+static LLVMValueRef fcmp(Cg *c, LLVMRealPredicate p, LLVMValueRef a, LLVMValueRef b) {
+    return LLVMBuildFCmp(c->b, p, a, b, "");
+}
+static LLVMValueRef sel(Cg *c, LLVMValueRef cond, LLVMValueRef a, LLVMValueRef b) {
+    return LLVMBuildSelect(c->b, cond, a, b, "");
+}
+static LLVMValueRef fmul(Cg *c, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildFMul(c->b, a, b, ""); }
+static LLVMValueRef fadd(Cg *c, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildFAdd(c->b, a, b, ""); }
+static LLVMValueRef fsub(Cg *c, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildFSub(c->b, a, b, ""); }
+static LLVMValueRef fdiv(Cg *c, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildFDiv(c->b, a, b, ""); }
+static LLVMValueRef intr1(Cg *c, const char *name, LLVMValueRef a) { return cg_intrinsic(c, name, &a, 1); }
+
+// exp(x) in float, branch-free so that loops containing it vectorise (a call
+// to expf would not): Cephes' range reduction x = n ln2 + r and a degree-5
+// polynomial, about 1 ulp; exp(-inf) = 0, exp(inf) = inf, exp(nan) = nan.
+static LLVMValueRef cg_exp(Cg *c, LLVMValueRef x) {
+    const double hi = 88.3762626647949, lo = -87.3365478515625;
+    LLVMValueRef xc = sel(c, fcmp(c, LLVMRealOGT, x, cg_f(c, hi)), cg_f(c, hi), x);
+    xc = sel(c, fcmp(c, LLVMRealOLT, xc, cg_f(c, lo)), cg_f(c, lo), xc);
+    xc = sel(c, fcmp(c, LLVMRealUNO, x, x), cg_f(c, 0), xc);
+    LLVMValueRef fx = intr1(c, "llvm.floor", fadd(c, fmul(c, xc, cg_f(c, 1.44269504088896341)), cg_f(c, 0.5)));
+    LLVMValueRef r = fsub(c, xc, fmul(c, fx, cg_f(c, 0.693359375)));
+    r = fsub(c, r, fmul(c, fx, cg_f(c, -2.12194440e-4)));
+    static const double coef[] = { 1.9875691500E-4, 1.3981999507E-3, 8.3334519073E-3,
+                                   4.1665795894E-2, 1.6666665459E-1, 5.0000001201E-1 };
+    LLVMValueRef p = cg_f(c, coef[0]);
+    for (size_t i = 1; i < NN_COUNTOF(coef); i++)
+        p = fadd(c, fmul(c, p, r), cg_f(c, coef[i]));
+    p = fadd(c, fadd(c, fmul(c, fmul(c, p, r), r), r), cg_f(c, 1));
+    LLVMValueRef n = LLVMBuildFPToSI(c->b, fx, c->i32, "");
+    LLVMValueRef bits = LLVMBuildShl(c->b, LLVMBuildAdd(c->b, n, LLVMConstInt(c->i32, 127, 0), ""),
+                                     LLVMConstInt(c->i32, 23, 0), "");
+    LLVMValueRef res = fmul(c, p, LLVMBuildBitCast(c->b, bits, c->f32, ""));
+    res = sel(c, fcmp(c, LLVMRealOGT, x, cg_f(c, hi)), cg_f(c, INFINITY), res);
+    res = sel(c, fcmp(c, LLVMRealOLT, x, cg_f(c, lo)), cg_f(c, 0), res);
+    return sel(c, fcmp(c, LLVMRealUNO, x, x), x, res);
+}
+
+static LLVMValueRef cg_log(Cg *c, LLVMValueRef x) { return intr1(c, "llvm.log", x); }
+
+static LLVMValueRef emit_unary(Cg *c, const Node *nd, LLVMValueRef a) {
+    LLVMValueRef zero = cg_f(c, 0), one = cg_f(c, 1);
+    switch ((IrOp)nd->op) {
+    case IR_NEG:
+        return LLVMBuildFNeg(c->b, a, "");
+    case IR_EXP:
+        return cg_exp(c, a);
+    case IR_LOG:
+        return cg_log(c, a);
+    case IR_SQRT:
+        return intr1(c, "llvm.sqrt", a);
+    case IR_ABS:
+        return intr1(c, "llvm.fabs", a);
+    case IR_TANH: {
+        // tanh|a| = (1 - e) / (1 + e), e = exp(-2|a|); a series near 0 keeps the relative precision.
+        LLVMValueRef ax = intr1(c, "llvm.fabs", a);
+        LLVMValueRef e = cg_exp(c, fmul(c, ax, cg_f(c, -2)));
+        LLVMValueRef big = fdiv(c, fsub(c, one, e), fadd(c, one, e));
+        LLVMValueRef a2 = fmul(c, ax, ax);
+        LLVMValueRef s = cg_f(c, -17.0 / 315);
+        s = fadd(c, fmul(c, s, a2), cg_f(c, 2.0 / 15));
+        s = fadd(c, fmul(c, s, a2), cg_f(c, -1.0 / 3));
+        s = fadd(c, fmul(c, s, a2), one);
+        LLVMValueRef small = fmul(c, ax, s);
+        LLVMValueRef t = sel(c, fcmp(c, LLVMRealOLT, ax, cg_f(c, 0.125)), small, big);
+        LLVMValueRef args[2] = { t, a };
+        return cg_intrinsic(c, "llvm.copysign", args, 2);
+    }
+    case IR_SIGMOID: {
+        // 1 / (1 + exp(-a)) for a >= 0, exp(a) / (1 + exp(a)) below: no overflow.
+        LLVMValueRef e = cg_exp(c, LLVMBuildFNeg(c->b, intr1(c, "llvm.fabs", a), ""));
+        LLVMValueRef s = fdiv(c, one, fadd(c, one, e));
+        return sel(c, fcmp(c, LLVMRealOGE, a, zero), s, fmul(c, e, s));
+    }
+    case IR_RELU:
+        return sel(c, fcmp(c, LLVMRealOGT, a, zero), a, zero);
+    case IR_SOFTPLUS: {
+        // max(a, 0) + log1p(exp(-|a|))
+        LLVMValueRef e = cg_exp(c, LLVMBuildFNeg(c->b, intr1(c, "llvm.fabs", a), ""));
+        LLVMValueRef l = sel(c, fcmp(c, LLVMRealOLT, e, cg_f(c, 1e-4)),
+                             fsub(c, e, fmul(c, cg_f(c, 0.5), fmul(c, e, e))), cg_log(c, fadd(c, one, e)));
+        return fadd(c, sel(c, fcmp(c, LLVMRealOGT, a, zero), a, zero), l);
+    }
+    case IR_SIN:
+        return intr1(c, "llvm.sin", a);
+    case IR_COS:
+        return intr1(c, "llvm.cos", a);
+    case IR_SQUARE:
+        return fmul(c, a, a);
+    case IR_STEP:
+        return sel(c, fcmp(c, LLVMRealOGT, a, zero), one, zero);
+    case IR_SIGN:
+        return sel(c, fcmp(c, LLVMRealOGT, a, zero), one,
+                   sel(c, fcmp(c, LLVMRealOLT, a, zero), cg_f(c, -1), zero));
+    case IR_LEAKY_RELU:
+        return sel(c, fcmp(c, LLVMRealOGT, a, zero), a, fmul(c, cg_f(c, nd->imm), a));
+    default:
+        cg_bug(c, "not a unary op: %s", ir_op_info[nd->op].name);
+    }
+}
+
+static LLVMValueRef emit_pow(Cg *c, const Node *nd, LLVMValueRef a, LLVMValueRef b) {
+    const Node *e = node(c, nd->arg[1]);
+    if (e->op == IR_CONST) {
+        if (e->imm == 1)
+            return a;
+        if (e->imm == 2)
+            return fmul(c, a, a);
+        if (e->imm == 3)
+            return fmul(c, fmul(c, a, a), a);
+        if (e->imm == -1)
+            return fdiv(c, cg_f(c, 1), a);
+        if (e->imm == -2)
+            return fdiv(c, cg_f(c, 1), fmul(c, a, a));
+    }
+    LLVMValueRef args[2] = { a, b };
+    return cg_intrinsic(c, "llvm.pow", args, 2);
+}
+
+static LLVMValueRef emit_binary(Cg *c, const Node *nd, LLVMValueRef a, LLVMValueRef b) {
+    switch ((IrOp)nd->op) {
+    case IR_ADD:
+        return fadd(c, a, b);
+    case IR_SUB:
+        return fsub(c, a, b);
+    case IR_MUL:
+        return fmul(c, a, b);
+    case IR_DIV:
+        return fdiv(c, a, b);
+    case IR_POW:
+        return emit_pow(c, nd, a, b);
+    case IR_MAX:   // a >= b ? a : b (ties and the gradient go to a; not maxnum)
+        return sel(c, fcmp(c, LLVMRealOGE, a, b), a, b);
+    case IR_MIN:
+        return sel(c, fcmp(c, LLVMRealOLE, a, b), a, b);
+    case IR_GE:
+        return sel(c, fcmp(c, LLVMRealOGE, a, b), cg_f(c, 1), cg_f(c, 0));
+    default:
+        cg_bug(c, "not a binary op: %s", ir_op_info[nd->op].name);
+    }
+}
+
+static LLVMValueRef cg_value(Cg *c, NodeId id, const Iter *it);
+
+// Node id's own operation at the iteration's index (elementwise nodes).
+static LLVMValueRef elem_compute(Cg *c, NodeId id, const Iter *it) {
+    const Node *nd = node(c, id);
+    if (nd->op == IR_BROADCAST)
+        return cg_value(c, nd->arg[0], it);
+    if (ir_op_info[nd->op].kind == IR_KIND_UNARY)
+        return emit_unary(c, nd, cg_value(c, nd->arg[0], it));
+    NN_ASSERT(ir_op_info[nd->op].kind == IR_KIND_BINARY);
+    LLVMValueRef a = cg_value(c, nd->arg[0], it);
+    LLVMValueRef b = cg_value(c, nd->arg[1], it);
+    return emit_binary(c, nd, a, b);
+}
+
+// The value of node id at the iteration's index: a leaf's value, a load from
+// its buffer, or (fused nodes) computed here from its operands. Recursion is
+// bounded by CG_MAX_INLINE_DEPTH (cg_plan.c).
+static LLVMValueRef cg_value(Cg *c, NodeId id, const Iter *it) {
+    const Node *nd = node(c, id);
+    if (c->kp->storage[id] == CG_ST_INLINE && nd->op == IR_MATMUL) {
+        NN_ASSERT(c->epi_value);   // inside the GEMM's epilogue
+        return c->epi_value;
+    }
+    if (c->kp->storage[id] == CG_ST_INLINE)
+        return elem_compute(c, id, it);
+    if (nd->op == IR_CONST)
+        return cg_f(c, nd->imm);
+    if (nd->op == IR_SCALAR_ARG)
+        return scalar_arg(c, nd);
+    if (!c->base[id])
+        cg_bug(c, "node %%%u (%s) has no buffer", id, ir_op_info[nd->op].name);
+    return cg_load(c, cg_gep(c, c->base[id], elem_offset(c, id, it)));
+}
+
+// Can the fused tree under `id` (id itself included) be indexed by one flat
+// index over `is`? And over batch * numel(is) (every buffer per sample)?
+static void analyse_tree(Cg *c, NodeId id, Shape is, bool *flat, bool *collapse) {
+    NodeId stack[64 * 3];
+    int n = 0;
+    stack[n++] = id;
+    while (n > 0) {
+        NodeId v = stack[--n];
+        const Node *nd = node(c, v);
+        if (c->kp->storage[v] == CG_ST_INLINE) {
+            for (int i = 0; i < nd->n_args && n < (int)NN_COUNTOF(stack); i++)
+                stack[n++] = nd->arg[i];
+            if (n >= (int)NN_COUNTOF(stack) - 3)
+                *flat = *collapse = false;
+            continue;
+        }
+        if (nd->op == IR_CONST || nd->op == IR_SCALAR_ARG)
+            continue;
+        int64_t numel = ir_numel(nd->shape);
+        bool same = ir_shape_eq(nd->shape, is);
+        if (!same && numel != 1)
+            *flat = false;
+        if (nd->flags & IR_F_BATCH ? !same : numel != 1)
+            *collapse = false;
+    }
+}
+
+static LLVMValueRef loop_n(Cg *c, CgLoop *l, int64_t n, const char *name) {
+    return cg_loop_begin(c, l, cg_i(c, n), name);
+}
+
+// Opens the loops over the elements of `is` (flat or one per dimension).
+static void open_elems(Cg *c, Iter *it, CgLoop *loops, int *n_loops) {
+    if (it->flat) {
+        it->flat_ix = loop_n(c, &loops[(*n_loops)++], ir_numel(it->is), "e");
+        return;
+    }
+    for (int d = 0; d < it->is.rank; d++)
+        it->d[d] = loop_n(c, &loops[(*n_loops)++], it->is.dim[d], "d");
+}
+
+static void close_loops(Cg *c, CgLoop *loops, int n_loops) {
+    for (int i = n_loops - 1; i >= 0; i--)
+        cg_loop_end(c, &loops[i]);
+}
+
+// ---- Ops with their own loop nests
+
+// The product fused into the elementwise tree of `id`, if any.
+static NodeId fused_matmul(Cg *c, NodeId id) {
+    NodeId stack[64 * 3];
+    int n = 0;
+    stack[n++] = id;
+    while (n > 0) {
+        NodeId v = stack[--n];
+        const Node *nd = node(c, v);
+        if (v != id && c->kp->storage[v] != CG_ST_INLINE)
+            continue;
+        if (nd->op == IR_MATMUL)
+            return v;
+        for (int i = 0; i < nd->n_args && n < (int)NN_COUNTOF(stack); i++)
+            stack[n++] = nd->arg[i];
+    }
+    return 0;
+}
+
+// Epilogue of a fused product: the consumer's value at (sample i, element j).
+static void epilogue_store(Cg *c, const CgGemm *g, LLVMValueRef i, LLVMValueRef j, LLVMValueRef v) {
+    NodeId id = g->epi_node;
+    Iter it = { .is = node(c, id)->shape, .flat = true, .b = i, .flat_ix = j };
+    c->epi_value = v;
+    LLVMValueRef r = elem_compute(c, id, &it);
+    c->epi_value = NULL;
+    cg_store(c, r, cg_gep(c, c->base[id], elem_offset(c, id, &it)));
+}
+
+// W @ x and the elementwise chain over it (bias, activation) as one GEMM:
+// C[b][i] = sum_p X[b][p] W[i][p], each finished C[b][i] through the chain.
+static void emit_matmul_epilogue(Cg *c, NodeId id, NodeId mm) {
+    const Node *nd = node(c, mm);
+    NodeId w = nd->arg[0], x = nd->arg[1];
+    int64_t M = node(c, w)->shape.dim[0], K = node(c, w)->shape.dim[1];
+    if (!c->base[w] || !c->base[x])
+        cg_bug(c, "fused product %%%u without operand buffers", mm);
+    CgGemm g = { .m = c->batch, .n = cg_i(c, M), .k = cg_i(c, K), .a = c->base[x], .b = c->base[w],
+                 .a_rs = K, .a_cs = 1, .b_rs = 1, .b_cs = K, .c_rs = M,
+                 .epilogue = epilogue_store, .epi_node = id };
+    cg_emit_matmul(c, &g);
+}
+
+static void emit_elementwise(Cg *c, NodeId id) {
+    const Node *nd = node(c, id);
+    NodeId mm = fused_matmul(c, id);
+    if (mm) {
+        emit_matmul_epilogue(c, id, mm);
+        return;
+    }
+    Iter it = { .is = nd->shape };
+    bool flat = true, collapse = per_sample(c, id);
+    for (int i = 0; i < nd->n_args; i++)
+        analyse_tree(c, nd->arg[i], nd->shape, &flat, &collapse);
+    CgLoop loops[IR_MAX_RANK + 1];
+    int nl = 0;
+    if (collapse && flat) {
+        it.flat = it.collapsed = true;
+        LLVMValueRef total = LLVMBuildMul(c->b, c->batch, cg_i(c, ir_numel(nd->shape)), "");
+        it.flat_ix = cg_loop_begin(c, &loops[nl++], total, "e");
+    } else {
+        it.flat = flat;
+        if (per_sample(c, id))
+            it.b = cg_loop_begin(c, &loops[nl++], c->batch, "b");
+        open_elems(c, &it, loops, &nl);
+    }
+    LLVMValueRef v = elem_compute(c, id, &it);
+    cg_store(c, v, cg_gep(c, c->base[id], elem_offset(c, id, &it)));
+    close_loops(c, loops, nl);
+}
+
+static void fill_zero(Cg *c, NodeId id) {
+    CgLoop l;
+    LLVMValueRef n = cg_i(c, ir_numel(node(c, id)->shape));
+    if (per_sample(c, id))
+        n = LLVMBuildMul(c->b, n, c->batch, "");
+    LLVMValueRef i = cg_loop_begin(c, &l, n, "z");
+    cg_store(c, cg_f(c, 0), cg_gep(c, c->base[id], i));
+    cg_loop_end(c, &l);
+}
+
+// SUM: all elements of a sample to one; SUM_LAST: over the last axis.
+static void emit_sum(Cg *c, NodeId id) {
+    const Node *nd = node(c, id);
+    NodeId a = nd->arg[0];
+    Iter it = { .is = node(c, a)->shape };
+    bool flat = true, collapse = false;
+    analyse_tree(c, a, it.is, &flat, &collapse);
+    LLVMValueRef acc = cg_alloca(c, c->f32, "acc");
+    CgLoop loops[IR_MAX_RANK + 1];
+    int nl = 0;
+    if (per_sample(c, id))
+        it.b = cg_loop_begin(c, &loops[nl++], c->batch, "b");
+    int r = it.is.rank;
+    if (nd->op == IR_SUM_LAST) {
+        it.flat = false;
+        for (int d = 0; d < r - 1; d++)
+            it.d[d] = loop_n(c, &loops[nl++], it.is.dim[d], "d");
+    } else {
+        it.flat = flat;
+    }
+    cg_store(c, cg_f(c, 0), acc);
+    CgLoop inner[IR_MAX_RANK];
+    int ni = 0;
+    if (nd->op == IR_SUM_LAST)
+        it.d[r - 1] = loop_n(c, &inner[ni++], it.is.dim[r - 1], "j");
+    else
+        open_elems(c, &it, inner, &ni);
+    LLVMValueRef v = cg_value(c, a, &it);
+    cg_store(c, cg_reassoc(LLVMBuildFAdd(c->b, cg_load(c, acc), v, "")), acc);
+    close_loops(c, inner, ni);
+    if (nd->op == IR_SUM_LAST)
+        it.d[r - 1] = cg_i(c, 0);
+    Iter out = it;
+    out.flat = false;
+    out.is = nd->op == IR_SUM ? ir_scalar_shape() : it.is;
+    cg_store(c, cg_load(c, acc), cg_gep(c, c->base[id], elem_offset(c, id, &out)));
+    close_loops(c, loops, nl);
+}
+
+// REDUCE_TO: sum over the axes broadcasting stretched (the operand's shape
+// iterates; the node's index drops them).
+static void emit_reduce_to(Cg *c, NodeId id) {
+    const Node *nd = node(c, id);
+    NodeId a = nd->arg[0];
+    fill_zero(c, id);
+    Iter it = { .is = node(c, a)->shape };
+    CgLoop loops[IR_MAX_RANK + 1];
+    int nl = 0;
+    if (per_sample(c, id))
+        it.b = cg_loop_begin(c, &loops[nl++], c->batch, "b");
+    open_elems(c, &it, loops, &nl);
+    LLVMValueRef v = cg_value(c, a, &it);
+    LLVMValueRef p = cg_gep(c, c->base[id], elem_offset(c, id, &it));
+    cg_store(c, cg_reassoc(LLVMBuildFAdd(c->b, cg_load(c, p), v, "")), p);
+    close_loops(c, loops, nl);
+}
+
+static bool has_buffer(Cg *c, NodeId id) { return c->base[id] != NULL; }
+
+// BATCH_SUM(OUTER(a, x)): C[i][j] = sum_b a[b][i] x[b][j], one GEMM over the batch.
+static void emit_batch_outer(Cg *c, NodeId id) {
+    const Node *o = node(c, node(c, id)->arg[0]);
+    NodeId a = o->arg[0], x = o->arg[1];
+    int64_t m = node(c, a)->shape.dim[0], n = node(c, x)->shape.dim[0];
+    if (has_buffer(c, a) && has_buffer(c, x)) {
+        CgGemm g = { .m = cg_i(c, m), .n = cg_i(c, n), .k = c->batch,
+                     .a = c->base[a], .b = c->base[x], .c = c->base[id],
+                     .a_rs = 1, .a_cs = per_sample(c, a) ? m : 0,
+                     .b_rs = per_sample(c, x) ? n : 0, .b_cs = 1, .c_rs = n };
+        cg_emit_matmul(c, &g);
+        return;
+    }
+    fill_zero(c, id);   // an operand without a buffer (a constant): plain loops
+    CgLoop lb, li, lj;
+    LLVMValueRef b = cg_loop_begin(c, &lb, c->batch, "b");
+    LLVMValueRef i = loop_n(c, &li, m, "i");
+    LLVMValueRef j = loop_n(c, &lj, n, "j");
+    LLVMValueRef p = cg_gep(c, c->base[id], LLVMBuildAdd(c->b, LLVMBuildMul(c->b, i, cg_i(c, n), ""), j, ""));
+    LLVMValueRef v = fmul(c, value_at(c, a, b, i), value_at(c, x, b, j));
+    cg_store(c, fadd(c, cg_load(c, p), v), p);
+    cg_loop_end(c, &lj);
+    cg_loop_end(c, &li);
+    cg_loop_end(c, &lb);
+}
+
+static void emit_batch_sum(Cg *c, NodeId id) {
+    const Node *nd = node(c, id);
+    NodeId a = nd->arg[0];
+    if (c->kp->storage[a] == CG_ST_ABSORBED) {
+        emit_batch_outer(c, id);
+        return;
+    }
+    Iter it = { .is = nd->shape };
+    CgLoop loops[IR_MAX_RANK + 1];
+    int nl = 0;
+    if (!per_sample(c, a)) {   // an invariant value summed over the batch: batch * a
+        LLVMValueRef fb = LLVMBuildSIToFP(c->b, c->batch, c->f32, "");
+        it.flat = true;
+        open_elems(c, &it, loops, &nl);
+        cg_store(c, fmul(c, fb, cg_value(c, a, &it)), cg_gep(c, c->base[id], it.flat_ix));
+        close_loops(c, loops, nl);
+        return;
+    }
+    bool flat = true, collapse = false;
+    analyse_tree(c, a, it.is, &flat, &collapse);
+    it.flat = flat;
+    fill_zero(c, id);
+    it.b = cg_loop_begin(c, &loops[nl++], c->batch, "b");
+    open_elems(c, &it, loops, &nl);
+    LLVMValueRef v = cg_value(c, a, &it);
+    LLVMValueRef p = cg_gep(c, c->base[id], elem_offset(c, id, &it));
+    cg_store(c, fadd(c, cg_load(c, p), v), p);
+    close_loops(c, loops, nl);
+}
+
+// LOGSUMEXP: m + log(sum exp(a - m)), m the largest element (-inf if all are -inf).
+static void emit_logsumexp(Cg *c, NodeId id) {
+    NodeId a = node(c, id)->arg[0];
+    int64_t n = ir_numel(node(c, a)->shape);
+    LLVMValueRef mx = cg_alloca(c, c->f32, "max"), s = cg_alloca(c, c->f32, "sum");
+    CgLoop lb, l1, l2;
+    LLVMValueRef b = per_sample(c, id) ? cg_loop_begin(c, &lb, c->batch, "b") : NULL;
+    cg_store(c, cg_f(c, -INFINITY), mx);
+    LLVMValueRef i = loop_n(c, &l1, n, "i");
+    LLVMValueRef v = value_at(c, a, b, i), m0 = cg_load(c, mx);
+    cg_store(c, sel(c, fcmp(c, LLVMRealOGT, v, m0), v, m0), mx);
+    cg_loop_end(c, &l1);
+    LLVMValueRef m = cg_load(c, mx);
+    cg_store(c, cg_f(c, 0), s);
+    i = loop_n(c, &l2, n, "i");
+    LLVMValueRef e = cg_exp(c, fsub(c, value_at(c, a, b, i), m));
+    cg_store(c, cg_reassoc(LLVMBuildFAdd(c->b, cg_load(c, s), e, "")), s);
+    cg_loop_end(c, &l2);
+    LLVMValueRef r = fadd(c, m, cg_log(c, cg_load(c, s)));
+    r = sel(c, fcmp(c, LLVMRealOEQ, m, cg_f(c, -INFINITY)), m, r);
+    cg_store(c, r, buffer_ptr(c, id, b, cg_i(c, 0)));
+    if (b)
+        cg_loop_end(c, &lb);
+}
+
+// SOFTMAX / LOG_SOFTMAX over the last axis, stable (the row's maximum subtracted).
+static void emit_softmax(Cg *c, NodeId id) {
+    const Node *nd = node(c, id);
+    NodeId a = nd->arg[0];
+    int64_t n = nd->shape.dim[nd->shape.rank - 1], rows = ir_numel(nd->shape) / n;
+    LLVMValueRef mx = cg_alloca(c, c->f32, "max"), s = cg_alloca(c, c->f32, "sum");
+    CgLoop lb, lr, l1, l2, l3;
+    LLVMValueRef b = per_sample(c, id) ? cg_loop_begin(c, &lb, c->batch, "b") : NULL;
+    LLVMValueRef row = LLVMBuildMul(c->b, loop_n(c, &lr, rows, "r"), cg_i(c, n), "");
+    cg_store(c, cg_f(c, -INFINITY), mx);
+    LLVMValueRef j = loop_n(c, &l1, n, "j");
+    LLVMValueRef v = value_at(c, a, b, LLVMBuildAdd(c->b, row, j, "")), m0 = cg_load(c, mx);
+    cg_store(c, sel(c, fcmp(c, LLVMRealOGT, v, m0), v, m0), mx);
+    cg_loop_end(c, &l1);
+    LLVMValueRef m = cg_load(c, mx);
+    cg_store(c, cg_f(c, 0), s);
+    j = loop_n(c, &l2, n, "j");
+    LLVMValueRef off = LLVMBuildAdd(c->b, row, j, "");
+    LLVMValueRef e = cg_exp(c, fsub(c, value_at(c, a, b, off), m));
+    if (nd->op == IR_SOFTMAX)
+        cg_store(c, e, buffer_ptr(c, id, b, off));
+    cg_store(c, cg_reassoc(LLVMBuildFAdd(c->b, cg_load(c, s), e, "")), s);
+    cg_loop_end(c, &l2);
+    LLVMValueRef sum = cg_load(c, s);
+    LLVMValueRef k = nd->op == IR_SOFTMAX ? fdiv(c, cg_f(c, 1), sum) : fadd(c, m, cg_log(c, sum));
+    j = loop_n(c, &l3, n, "j");
+    off = LLVMBuildAdd(c->b, row, j, "");
+    LLVMValueRef p = buffer_ptr(c, id, b, off);
+    if (nd->op == IR_SOFTMAX)
+        cg_store(c, fmul(c, cg_load(c, p), k), p);
+    else
+        cg_store(c, fsub(c, value_at(c, a, b, off), k), p);
+    cg_loop_end(c, &l3);
+    cg_loop_end(c, &lr);
+    if (b)
+        cg_loop_end(c, &lb);
+}
+
+// MATMUL in its four rank cases; a is [M,K] or [K], b is [K,N] or [K].
+static void emit_matmul_node(Cg *c, NodeId id) {
+    const Node *nd = node(c, id);
+    NodeId a = nd->arg[0], bb = nd->arg[1];
+    Shape sa = node(c, a)->shape, sb = node(c, bb)->shape;
+    int64_t M = sa.rank == 2 ? sa.dim[0] : 1, K = sa.dim[sa.rank - 1], N = sb.rank == 2 ? sb.dim[1] : 1;
+    bool pa = per_sample(c, a), pb = per_sample(c, bb);
+    if (has_buffer(c, a) && has_buffer(c, bb)) {
+        CgGemm g = { .m = cg_i(c, M), .n = cg_i(c, N), .k = cg_i(c, K), .a = c->base[a], .b = c->base[bb],
+                     .c = c->base[id], .a_rs = K, .a_cs = 1, .b_rs = N, .b_cs = 1, .c_rs = N };
+        if (!pb) {
+            if (pa)   // the samples' rows stacked: [batch*M, K] @ [K, N]
+                g.m = LLVMBuildMul(c->b, c->batch, cg_i(c, M), "");
+            cg_emit_matmul(c, &g);
+            return;
+        }
+        if (!pa && N == 1) {   // W @ x: C[b][i] = sum_p X[b][p] W[i][p]
+            CgGemm t = { .m = c->batch, .n = cg_i(c, M), .k = cg_i(c, K), .a = c->base[bb], .b = c->base[a],
+                         .c = c->base[id], .a_rs = K, .a_cs = 1, .b_rs = 1, .b_cs = K, .c_rs = M };
+            cg_emit_matmul(c, &t);
+            return;
+        }
+        CgLoop lb;   // one product per sample
+        LLVMValueRef b = cg_loop_begin(c, &lb, c->batch, "b");
+        if (pa)
+            g.a = cg_gep(c, g.a, LLVMBuildMul(c->b, b, cg_i(c, M * K), ""));
+        g.b = cg_gep(c, g.b, LLVMBuildMul(c->b, b, cg_i(c, K * N), ""));
+        g.c = cg_gep(c, g.c, LLVMBuildMul(c->b, b, cg_i(c, M * N), ""));
+        cg_emit_matmul(c, &g);
+        cg_loop_end(c, &lb);
+        return;
+    }
+    // An operand without a buffer (a constant): plain loops.
+    CgLoop lb, li, lj, lp;
+    LLVMValueRef acc = cg_alloca(c, c->f32, "acc");
+    LLVMValueRef b = per_sample(c, id) ? cg_loop_begin(c, &lb, c->batch, "b") : NULL;
+    LLVMValueRef i = loop_n(c, &li, M, "i");
+    LLVMValueRef j = loop_n(c, &lj, N, "j");
+    cg_store(c, cg_f(c, 0), acc);
+    LLVMValueRef p = loop_n(c, &lp, K, "p");
+    LLVMValueRef va = value_at(c, a, b, LLVMBuildAdd(c->b, LLVMBuildMul(c->b, i, cg_i(c, K), ""), p, ""));
+    LLVMValueRef vb = value_at(c, bb, b, LLVMBuildAdd(c->b, LLVMBuildMul(c->b, p, cg_i(c, N), ""), j, ""));
+    cg_store(c, cg_reassoc(LLVMBuildFAdd(c->b, cg_load(c, acc), fmul(c, va, vb), "")), acc);
+    cg_loop_end(c, &lp);
+    cg_store(c, cg_load(c, acc),
+             buffer_ptr(c, id, b, LLVMBuildAdd(c->b, LLVMBuildMul(c->b, i, cg_i(c, N), ""), j, "")));
+    cg_loop_end(c, &lj);
+    cg_loop_end(c, &li);
+    if (b)
+        cg_loop_end(c, &lb);
+}
+
+static void emit_outer(Cg *c, NodeId id) {
+    const Node *nd = node(c, id);
+    int64_t m = nd->shape.dim[0], n = nd->shape.dim[1];
+    CgLoop lb, li, lj;
+    LLVMValueRef b = per_sample(c, id) ? cg_loop_begin(c, &lb, c->batch, "b") : NULL;
+    LLVMValueRef i = loop_n(c, &li, m, "i");
+    LLVMValueRef va = value_at(c, nd->arg[0], b, i);
+    LLVMValueRef j = loop_n(c, &lj, n, "j");
+    LLVMValueRef v = fmul(c, va, value_at(c, nd->arg[1], b, j));
+    cg_store(c, v, buffer_ptr(c, id, b, LLVMBuildAdd(c->b, LLVMBuildMul(c->b, i, cg_i(c, n), ""), j, "")));
+    cg_loop_end(c, &lj);
+    cg_loop_end(c, &li);
+    if (b)
+        cg_loop_end(c, &lb);
+}
+
+// TRANSPOSE [m,n] -> [n,m]; RESHAPE of a value without a buffer: a copy.
+static void emit_copyish(Cg *c, NodeId id) {
+    const Node *nd = node(c, id);
+    CgLoop lb, li, lj;
+    LLVMValueRef b = per_sample(c, id) ? cg_loop_begin(c, &lb, c->batch, "b") : NULL;
+    if (nd->op == IR_TRANSPOSE) {
+        int64_t n = nd->shape.dim[0], m = nd->shape.dim[1];   // source is [m, n]
+        LLVMValueRef j = loop_n(c, &lj, m, "j");
+        LLVMValueRef i = loop_n(c, &li, n, "i");
+        LLVMValueRef v = value_at(c, nd->arg[0], b, LLVMBuildAdd(c->b, LLVMBuildMul(c->b, j, cg_i(c, n), ""), i, ""));
+        cg_store(c, v, buffer_ptr(c, id, b, LLVMBuildAdd(c->b, LLVMBuildMul(c->b, i, cg_i(c, m), ""), j, "")));
+        cg_loop_end(c, &li);
+        cg_loop_end(c, &lj);
+    } else {
+        LLVMValueRef i = loop_n(c, &li, ir_numel(nd->shape), "i");
+        cg_store(c, value_at(c, nd->arg[0], b, i), buffer_ptr(c, id, b, i));
+        cg_loop_end(c, &li);
+    }
+    if (b)
+        cg_loop_end(c, &lb);
+}
+
+// ---- Convolution and pooling: direct loops, constant bounds.
+
+static LLVMValueRef ix3(Cg *c, LLVMValueRef a, int64_t d1, LLVMValueRef b_, int64_t d2, LLVMValueRef c_) {
+    // (a * d1 + b) * d2 + c
+    LLVMValueRef r = LLVMBuildAdd(c->b, LLVMBuildMul(c->b, a, cg_i(c, d1), ""), b_, "");
+    return LLVMBuildAdd(c->b, LLVMBuildMul(c->b, r, cg_i(c, d2), ""), c_, "");
+}
+
+// Input coordinate o*stride - pad + k, and whether it lies inside [0, size).
+static LLVMValueRef in_coord(Cg *c, LLVMValueRef o, LLVMValueRef k, int stride, int pad, int64_t size,
+                             LLVMValueRef *inside) {
+    LLVMValueRef v = LLVMBuildAdd(c->b, LLVMBuildSub(c->b, LLVMBuildMul(c->b, o, cg_i(c, stride), ""),
+                                                     cg_i(c, pad), ""), k, "");
+    LLVMValueRef ok = LLVMBuildAnd(c->b, LLVMBuildICmp(c->b, LLVMIntSGE, v, cg_i(c, 0), ""),
+                                   LLVMBuildICmp(c->b, LLVMIntSLT, v, cg_i(c, size), ""), "");
+    *inside = *inside ? LLVMBuildAnd(c->b, *inside, ok, "") : ok;
+    return LLVMBuildSelect(c->b, ok, v, cg_i(c, 0), "");
+}
+
+// CONV2D: out[f][oy][ox] = sum_{ch,ky,kx} x[ch][iy][ix] W[f][ch][ky][kx] (zero padding).
+static void emit_conv2d(Cg *c, NodeId id) {
+    const Node *nd = node(c, id);
+    NodeId x = nd->arg[0], w = nd->arg[1];
+    Shape sx = node(c, x)->shape, sw = node(c, w)->shape;
+    int64_t F = nd->shape.dim[0], OH = nd->shape.dim[1], OW = nd->shape.dim[2];
+    int64_t C = sx.dim[0], H = sx.dim[1], W = sx.dim[2], K = sw.dim[2];
+    int stride = nd->attr[0], pad = nd->attr[1];
+    LLVMValueRef acc = cg_alloca(c, c->f32, "acc");
+    CgLoop lb, lf, ly, lx, lc, lky, lkx;
+    LLVMValueRef b = per_sample(c, id) ? cg_loop_begin(c, &lb, c->batch, "b") : NULL;
+    LLVMValueRef f = loop_n(c, &lf, F, "f");
+    LLVMValueRef oy = loop_n(c, &ly, OH, "oy");
+    LLVMValueRef ox = loop_n(c, &lx, OW, "ox");
+    cg_store(c, cg_f(c, 0), acc);
+    LLVMValueRef ch = loop_n(c, &lc, C, "c");
+    LLVMValueRef ky = loop_n(c, &lky, K, "ky");
+    LLVMValueRef kx = loop_n(c, &lkx, K, "kx");
+    LLVMValueRef inside = NULL;
+    LLVMValueRef iy = in_coord(c, oy, ky, stride, pad, H, &inside);
+    LLVMValueRef ix = in_coord(c, ox, kx, stride, pad, W, &inside);
+    LLVMValueRef vx = value_at(c, x, b, ix3(c, ch, H, iy, W, ix));
+    LLVMValueRef vw = value_at(c, w, b, ix3(c, LLVMBuildAdd(c->b, LLVMBuildMul(c->b, f, cg_i(c, C), ""), ch, ""),
+                                            K, ky, K, kx));
+    LLVMValueRef prod = sel(c, inside, fmul(c, vx, vw), cg_f(c, 0));
+    cg_store(c, cg_reassoc(LLVMBuildFAdd(c->b, cg_load(c, acc), prod, "")), acc);
+    cg_loop_end(c, &lkx);
+    cg_loop_end(c, &lky);
+    cg_loop_end(c, &lc);
+    cg_store(c, cg_load(c, acc), buffer_ptr(c, id, b, ix3(c, f, OH, oy, OW, ox)));
+    cg_loop_end(c, &lx);
+    cg_loop_end(c, &ly);
+    cg_loop_end(c, &lf);
+    if (b)
+        cg_loop_end(c, &lb);
+}
+
+// CONV2D_DX(adj[f,oh,ow], W) -> dx[c,h,w]: scatter adj * W back to the inputs.
+// CONV2D_DW(adj[f,oh,ow], x) -> dW[f,c,k,k]: gather adj * x over the outputs.
+static void emit_conv2d_grad(Cg *c, NodeId id) {
+    const Node *nd = node(c, id);
+    NodeId adj = nd->arg[0], other = nd->arg[1];
+    Shape sa = node(c, adj)->shape;
+    int64_t F = sa.dim[0], OH = sa.dim[1], OW = sa.dim[2];
+    int stride = nd->attr[0], pad = nd->attr[1];
+    bool dx = nd->op == IR_CONV2D_DX;
+    Shape sw = dx ? node(c, other)->shape : nd->shape;      // [f,c,k,k]
+    Shape sx = dx ? nd->shape : node(c, other)->shape;      // [c,h,w]
+    int64_t C = sx.dim[0], H = sx.dim[1], W = sx.dim[2], K = sw.dim[2];
+    CgLoop lb, lf, lc, lky, lkx, ly, lx;
+    LLVMValueRef acc = cg_alloca(c, c->f32, "acc");
+    if (dx)
+        fill_zero(c, id);
+    LLVMValueRef b = per_sample(c, id) ? cg_loop_begin(c, &lb, c->batch, "b") : NULL;
+    LLVMValueRef f = loop_n(c, &lf, F, "f");
+    LLVMValueRef ch = loop_n(c, &lc, C, "c");
+    LLVMValueRef ky = loop_n(c, &lky, K, "ky");
+    LLVMValueRef kx = loop_n(c, &lkx, K, "kx");
+    LLVMValueRef widx = ix3(c, LLVMBuildAdd(c->b, LLVMBuildMul(c->b, f, cg_i(c, C), ""), ch, ""), K, ky, K, kx);
+    LLVMValueRef vw = dx ? value_at(c, other, b, widx) : NULL;
+    if (!dx)
+        cg_store(c, cg_f(c, 0), acc);
+    LLVMValueRef oy = loop_n(c, &ly, OH, "oy");
+    LLVMValueRef ox = loop_n(c, &lx, OW, "ox");
+    LLVMValueRef inside = NULL;
+    LLVMValueRef iy = in_coord(c, oy, ky, stride, pad, H, &inside);
+    LLVMValueRef ix = in_coord(c, ox, kx, stride, pad, W, &inside);
+    LLVMValueRef va = value_at(c, adj, b, ix3(c, f, OH, oy, OW, ox));
+    LLVMValueRef xidx = ix3(c, ch, H, iy, W, ix);
+    if (dx) {
+        LLVMValueRef p = buffer_ptr(c, id, b, xidx);
+        LLVMValueRef add = sel(c, inside, fmul(c, va, vw), cg_f(c, 0));
+        cg_store(c, fadd(c, cg_load(c, p), add), p);
+    } else {
+        LLVMValueRef prod = sel(c, inside, fmul(c, va, value_at(c, other, b, xidx)), cg_f(c, 0));
+        cg_store(c, cg_reassoc(LLVMBuildFAdd(c->b, cg_load(c, acc), prod, "")), acc);
+    }
+    cg_loop_end(c, &lx);
+    cg_loop_end(c, &ly);
+    if (!dx)
+        cg_store(c, cg_load(c, acc), buffer_ptr(c, id, b, widx));
+    cg_loop_end(c, &lkx);
+    cg_loop_end(c, &lky);
+    cg_loop_end(c, &lc);
+    cg_loop_end(c, &lf);
+    if (b)
+        cg_loop_end(c, &lb);
+}
+
+// MAXPOOL2D, AVGPOOL2D and their gradients (windows inside the input: no padding).
+static void emit_pool(Cg *c, NodeId id) {
+    const Node *nd = node(c, id);
+    bool is_dx = nd->op == IR_MAXPOOL2D_DX || nd->op == IR_AVGPOOL2D_DX;
+    bool is_max = nd->op == IR_MAXPOOL2D || nd->op == IR_MAXPOOL2D_DX;
+    NodeId x = nd->op == IR_AVGPOOL2D_DX ? 0 : nd->arg[0];
+    NodeId adj = nd->op == IR_MAXPOOL2D_DX ? nd->arg[1] : nd->op == IR_AVGPOOL2D_DX ? nd->arg[0] : 0;
+    Shape sx = is_dx ? nd->shape : node(c, x)->shape;
+    Shape so = is_dx ? node(c, adj)->shape : nd->shape;
+    int64_t C = sx.dim[0], H = sx.dim[1], W = sx.dim[2], OH = so.dim[1], OW = so.dim[2];
+    int stride = nd->attr[0], size = nd->attr[1];
+    LLVMValueRef best = cg_alloca(c, c->f32, "best"), arg = cg_alloca(c, c->i64, "arg");
+    if (is_dx)
+        fill_zero(c, id);
+    CgLoop lb, lc, ly, lx, lky, lkx;
+    LLVMValueRef b = per_sample(c, id) ? cg_loop_begin(c, &lb, c->batch, "b") : NULL;
+    LLVMValueRef ch = loop_n(c, &lc, C, "c");
+    LLVMValueRef oy = loop_n(c, &ly, OH, "oy");
+    LLVMValueRef ox = loop_n(c, &lx, OW, "ox");
+    LLVMValueRef oidx = ix3(c, ch, OH, oy, OW, ox);
+    cg_store(c, cg_f(c, is_max ? -INFINITY : 0), best);
+    LLVMBuildStore(c->b, cg_i(c, -1), arg);
+    LLVMValueRef ky = loop_n(c, &lky, size, "ky");
+    LLVMValueRef kx = loop_n(c, &lkx, size, "kx");
+    LLVMValueRef iy = LLVMBuildAdd(c->b, LLVMBuildMul(c->b, oy, cg_i(c, stride), ""), ky, "");
+    LLVMValueRef ix = LLVMBuildAdd(c->b, LLVMBuildMul(c->b, ox, cg_i(c, stride), ""), kx, "");
+    LLVMValueRef xidx = ix3(c, ch, H, iy, W, ix);
+    if (is_max) {
+        // The first maximal element in row-major order (LANGUAGE.md §7).
+        LLVMValueRef v = value_at(c, x, b, xidx), bv = cg_load(c, best);
+        LLVMValueRef old = LLVMBuildLoad2(c->b, c->i64, arg, "");
+        LLVMValueRef take = LLVMBuildOr(c->b, fcmp(c, LLVMRealOGT, v, bv),
+                                        LLVMBuildICmp(c->b, LLVMIntEQ, old, cg_i(c, -1), ""), "");
+        cg_store(c, sel(c, take, v, bv), best);
+        LLVMBuildStore(c->b, sel(c, take, xidx, old), arg);
+    } else if (is_dx) {
+        LLVMValueRef p = buffer_ptr(c, id, b, xidx);
+        LLVMValueRef add = fmul(c, value_at(c, adj, b, oidx), cg_f(c, 1.0 / ((double)size * size)));
+        cg_store(c, fadd(c, cg_load(c, p), add), p);
+    } else {
+        cg_store(c, fadd(c, cg_load(c, best), value_at(c, x, b, xidx)), best);
+    }
+    cg_loop_end(c, &lkx);
+    cg_loop_end(c, &lky);
+    if (nd->op == IR_MAXPOOL2D) {
+        cg_store(c, cg_load(c, best), buffer_ptr(c, id, b, oidx));
+    } else if (nd->op == IR_AVGPOOL2D) {
+        cg_store(c, fmul(c, cg_load(c, best), cg_f(c, 1.0 / ((double)size * size))), buffer_ptr(c, id, b, oidx));
+    } else if (nd->op == IR_MAXPOOL2D_DX) {
+        LLVMValueRef p = buffer_ptr(c, id, b, LLVMBuildLoad2(c->b, c->i64, arg, ""));
+        cg_store(c, fadd(c, cg_load(c, p), value_at(c, adj, b, oidx)), p);
+    }
+    cg_loop_end(c, &lx);
+    cg_loop_end(c, &ly);
+    cg_loop_end(c, &lc);
+    if (b)
+        cg_loop_end(c, &lb);
+}
+
+static void emit_node(Cg *c, NodeId id) {
+    const Node *nd = node(c, id);
+    if (cg_is_elementwise(nd->op)) {
+        emit_elementwise(c, id);
+        return;
+    }
+    switch ((IrOp)nd->op) {
+    case IR_SUM:
+    case IR_SUM_LAST:
+        emit_sum(c, id);
+        break;
+    case IR_REDUCE_TO:
+        emit_reduce_to(c, id);
+        break;
+    case IR_BATCH_SUM:
+        emit_batch_sum(c, id);
+        break;
+    case IR_LOGSUMEXP:
+        emit_logsumexp(c, id);
+        break;
+    case IR_SOFTMAX:
+    case IR_LOG_SOFTMAX:
+        emit_softmax(c, id);
+        break;
+    case IR_MATMUL:
+        emit_matmul_node(c, id);
+        break;
+    case IR_OUTER:
+        emit_outer(c, id);
+        break;
+    case IR_TRANSPOSE:
+    case IR_RESHAPE:
+        emit_copyish(c, id);
+        break;
+    case IR_CONV2D:
+        emit_conv2d(c, id);
+        break;
+    case IR_CONV2D_DX:
+    case IR_CONV2D_DW:
+        emit_conv2d_grad(c, id);
+        break;
+    case IR_MAXPOOL2D:
+    case IR_MAXPOOL2D_DX:
+    case IR_AVGPOOL2D:
+    case IR_AVGPOOL2D_DX:
+        emit_pool(c, id);
+        break;
+    default:
+        cg_bug(c, "no lowering for op %s", ir_op_info[nd->op].name);
+    }
+}
+
+// ---- Kernels
+
+static LLVMValueRef byte_gep(Cg *c, LLVMValueRef base, LLVMValueRef off) {
+    return LLVMBuildGEP2(c->b, c->i8, base, &off, 1, "");
+}
+
+static LLVMValueRef float_ptr(Cg *c, LLVMValueRef base, size_t off) {
+    return cg_gep(c, base, cg_i(c, (int64_t)off));
+}
+
+// Base pointers of every buffer the kernel touches, computed once at entry.
+static void compute_bases(Cg *c) {
+    const CgKPlan *k = c->kp;
+    const Model *m = c->m;
+    for (NodeId id = 1; id < c->g->n_nodes; id++) {
+        const Node *nd = node(c, id);
+        c->base[id] = NULL;
+        switch (k->storage[id]) {
+        case CG_ST_LEAF:
+            switch ((IrOp)nd->op) {
+            case IR_INPUT:
+                c->base[id] = c->a_x;
+                break;
+            case IR_TARGET:
+                c->base[id] = c->a_y;
+                break;
+            case IR_PARAM:
+                c->base[id] = float_ptr(c, c->a_params, m->params[(uint32_t)nd->imm].offset);
+                break;
+            case IR_STATE:
+                c->base[id] = float_ptr(c, c->a_state, m->states[(uint32_t)nd->imm].offset);
+                break;
+            case IR_GRAD_IN:
+                c->base[id] = float_ptr(c, c->a_grad_in, m->params[(uint32_t)nd->imm].offset);
+                break;
+            default:
+                break;
+            }
+            if ((nd->op == IR_TARGET || nd->op == IR_STATE || nd->op == IR_GRAD_IN || nd->op == IR_PARAM ||
+                 nd->op == IR_INPUT) && !c->base[id])
+                cg_bug(c, "leaf %%%u (%s) not available in this kernel", id, ir_op_info[nd->op].name);
+            break;
+        case CG_ST_SCRATCH:
+            if (nd->flags & IR_F_BATCH) {
+                LLVMValueRef off = LLVMBuildAdd(c->b, cg_i(c, (int64_t)c->plan.fixed),
+                                                LLVMBuildMul(c->b, cg_i(c, k->offset[id]), c->batch, ""), "");
+                c->base[id] = byte_gep(c, c->a_scratch, off);
+            } else {
+                c->base[id] = byte_gep(c, c->a_scratch, cg_i(c, k->offset[id]));
+            }
+            break;
+        case CG_ST_DEST:
+            switch ((CgDestKind)k->dest_kind[id]) {
+            case CG_DEST_GRAD:
+                c->base[id] = float_ptr(c, c->a_grad, k->dest_off[id]);
+                break;
+            case CG_DEST_OUT:
+                c->base[id] = c->a_out;
+                break;
+            case CG_DEST_PARAM:
+                c->base[id] = float_ptr(c, c->a_params, k->dest_off[id]);
+                break;
+            case CG_DEST_STATE:
+                c->base[id] = float_ptr(c, c->a_state, k->dest_off[id]);
+                break;
+            }
+            break;
+        case CG_ST_ALIAS:
+            c->base[id] = c->base[k->alias_of[id]];
+            break;
+        default:
+            break;
+        }
+    }
+}
+
+// dst[0..n) = node id's invariant value (a copy; n = its numel).
+static void copy_out(Cg *c, NodeId id, LLVMValueRef dst) {
+    CgLoop l;
+    LLVMValueRef i = loop_n(c, &l, ir_numel(node(c, id)->shape), "cp");
+    cg_store(c, value_at(c, id, NULL, i), cg_gep(c, dst, i));
+    cg_loop_end(c, &l);
+}
+
+static void finish_grad(Cg *c) {
+    const Model *m = c->m;
+    for (uint32_t i = 0; i < m->n_params; i++) {
+        NodeId gi = m->grads ? m->grads[i] : 0;
+        LLVMValueRef dst = float_ptr(c, c->a_grad, m->params[i].offset);
+        if (gi && c->kp->storage[gi] == CG_ST_DEST && c->kp->dest_kind[gi] == CG_DEST_GRAD &&
+            c->kp->dest_off[gi] == m->params[i].offset)
+            continue;
+        if (gi) {
+            copy_out(c, gi, dst);
+            continue;
+        }
+        CgLoop l;   // no gradient: zeros
+        LLVMValueRef j = loop_n(c, &l, ir_numel(m->params[i].shape), "z");
+        cg_store(c, cg_f(c, 0), cg_gep(c, dst, j));
+        cg_loop_end(c, &l);
+    }
+}
+
+static void finish_predict(Cg *c) {
+    NodeId o = c->m->output;
+    if (!o || c->kp->storage[o] == CG_ST_DEST)
+        return;
+    int64_t n = ir_numel(node(c, o)->shape);
+    CgLoop lb, l;
+    LLVMValueRef b = cg_loop_begin(c, &lb, c->batch, "b");
+    LLVMValueRef i = loop_n(c, &l, n, "i");
+    LLVMValueRef off = LLVMBuildAdd(c->b, LLVMBuildMul(c->b, b, cg_i(c, n), ""), i, "");
+    cg_store(c, value_at(c, o, b, i), cg_gep(c, c->a_out, off));
+    cg_loop_end(c, &l);
+    cg_loop_end(c, &lb);
+}
+
+// Stores not written in place: every value exists now; leaves and constants
+// are first copied to temporaries, then every destination is written.
+static void finish_apply(Cg *c) {
+    const Model *m = c->m;
+    const CgKPlan *k = c->kp;
+    LLVMValueRef *temp = nn_alloc_array(&c->nc->arena, m->n_stores + 1, sizeof(LLVMValueRef));
+    for (uint32_t s = 0; s < m->n_stores; s++)
+        if (k->store_temp[s] >= 0) {
+            temp[s] = byte_gep(c, c->a_scratch, cg_i(c, k->store_temp[s]));
+            copy_out(c, m->stores[s].value, temp[s]);
+        }
+    for (uint32_t s = 0; s < m->n_stores; s++) {
+        const IrStore *st = &m->stores[s];
+        if (k->store_direct[s])
+            continue;
+        size_t off = st->to_state ? m->states[st->index].offset : m->params[st->index].offset;
+        LLVMValueRef dst = float_ptr(c, st->to_state ? c->a_state : c->a_params, off);
+        if (!temp[s]) {
+            copy_out(c, st->value, dst);
+            continue;
+        }
+        CgLoop l;
+        LLVMValueRef i = loop_n(c, &l, ir_numel(node(c, st->value)->shape), "cp");
+        cg_store(c, cg_load(c, cg_gep(c, temp[s], i)), cg_gep(c, dst, i));
+        cg_loop_end(c, &l);
+    }
+}
+
+static void set_noalias(Cg *c, LLVMValueRef fn, unsigned n_params) {
+    unsigned kind = LLVMGetEnumAttributeKindForName("noalias", 7);
+    for (unsigned i = 0; i < n_params; i++)
+        if (LLVMGetTypeKind(LLVMTypeOf(LLVMGetParam(fn, i))) == LLVMPointerTypeKind)
+            LLVMAddAttributeAtIndex(fn, i + 1, LLVMCreateEnumAttribute(c->ctx, kind, 0));
+}
+
+static LLVMValueRef emit_kernel(Cg *c, CgKernelKind kind) {
+    static const char *names[] = { "grad", "loss", "predict", "apply" };
+    LLVMTypeRef p = c->ptr;
+    LLVMTypeRef params[7];
+    LLVMTypeRef ret = c->f32;
+    unsigned np = 0;
+    switch (kind) {
+    case CG_K_GRAD:   // (rt, params, x, y, batch, grad, scratch) -> float
+        params[0] = p, params[1] = p, params[2] = p, params[3] = p, params[4] = c->i64, params[5] = p, params[6] = p;
+        np = 7;
+        break;
+    case CG_K_LOSS:   // (rt, params, x, y, batch, scratch) -> float
+        params[0] = p, params[1] = p, params[2] = p, params[3] = p, params[4] = c->i64, params[5] = p;
+        np = 6;
+        break;
+    case CG_K_PREDICT:   // (rt, params, x, out, batch, scratch)
+        params[0] = p, params[1] = p, params[2] = p, params[3] = p, params[4] = c->i64, params[5] = p;
+        np = 6;
+        ret = c->void_t;
+        break;
+    case CG_K_APPLY:   // (rt, params, state, grad, lr, step, scratch)
+        params[0] = p, params[1] = p, params[2] = p, params[3] = p, params[4] = c->f32, params[5] = c->f32, params[6] = p;
+        np = 7;
+        ret = c->void_t;
+        break;
+    default:
+        cg_bug(c, "kernel kind %d", (int)kind);
+    }
+    char *name = nn_format(&c->nc->arena, "%s_%s_kernel", c->m->name, names[kind]);
+    LLVMValueRef fn = LLVMAddFunction(c->mod, name, LLVMFunctionType(ret, params, np, 0));
+    LLVMSetLinkage(fn, LLVMInternalLinkage);
+    set_noalias(c, fn, np);
+    cg_set_fn_attrs(c, fn);
+    c->fn = fn;
+    c->kp = &c->plan.k[kind];
+    c->alloca_bb = LLVMAppendBasicBlockInContext(c->ctx, fn, "allocas");
+    LLVMBasicBlockRef start = LLVMAppendBasicBlockInContext(c->ctx, fn, "start");
+    LLVMPositionBuilderAtEnd(c->ab, c->alloca_bb);
+    LLVMPositionBuilderAtEnd(c->b, start);
+    c->a_params = LLVMGetParam(fn, 1);
+    c->a_x = c->a_y = c->a_out = c->a_grad = c->a_state = c->a_grad_in = NULL;
+    c->batch = c->lr = c->step = c->inv_batch = NULL;
+    c->pack_buf = NULL;
+    switch (kind) {
+    case CG_K_GRAD:
+        c->a_grad = LLVMGetParam(fn, 5);
+        // fallthrough
+    case CG_K_LOSS:
+        c->a_x = LLVMGetParam(fn, 2);
+        c->a_y = LLVMGetParam(fn, 3);
+        c->batch = LLVMGetParam(fn, 4);
+        c->a_scratch = LLVMGetParam(fn, np - 1);
+        break;
+    case CG_K_PREDICT:
+        c->a_x = LLVMGetParam(fn, 2);
+        c->a_out = LLVMGetParam(fn, 3);
+        c->batch = LLVMGetParam(fn, 4);
+        c->a_scratch = LLVMGetParam(fn, 5);
+        break;
+    case CG_K_APPLY:
+        c->a_state = LLVMGetParam(fn, 2);
+        c->a_grad_in = LLVMGetParam(fn, 3);
+        c->lr = LLVMGetParam(fn, 4);
+        c->step = LLVMGetParam(fn, 5);
+        c->a_scratch = LLVMGetParam(fn, 6);
+        c->batch = cg_i(c, 1);
+        break;
+    default:
+        break;
+    }
+    if (kind != CG_K_APPLY)
+        c->inv_batch = fdiv(c, cg_f(c, 1), LLVMBuildSIToFP(c->b, c->batch, c->f32, ""));
+    compute_bases(c);
+    for (NodeId id = 1; id < c->g->n_nodes; id++) {
+        uint8_t st = c->kp->storage[id];
+        if (st == CG_ST_SCRATCH || st == CG_ST_DEST)
+            emit_node(c, id);
+    }
+    switch (kind) {
+    case CG_K_GRAD:
+        finish_grad(c);
+        break;
+    case CG_K_PREDICT:
+        finish_predict(c);
+        break;
+    case CG_K_APPLY:
+        finish_apply(c);
+        break;
+    default:
+        break;
+    }
+    if (ret == c->void_t)
+        LLVMBuildRetVoid(c->b);
+    else
+        LLVMBuildRet(c->b, c->m->objective ? value_at(c, c->m->objective, NULL, cg_i(c, 0)) : cg_f(c, 0));
+    LLVMPositionBuilderAtEnd(c->ab, c->alloca_bb);
+    LLVMBuildBr(c->ab, start);
+    return fn;
+}
+
+void cg_emit_kernels(Cg *c) {
+    c->base = nn_alloc_array(&c->nc->arena, c->g->n_nodes, sizeof(LLVMValueRef));
+    for (int k = 0; k < CG_N_KERNELS; k++)
+        c->kernel[k] = emit_kernel(c, (CgKernelKind)k);
+}

@@ -1,0 +1,290 @@
+// cg_matmul.c: matrix products, all behind cg_emit_matmul(). The callers
+// (cg_kernel.c) map every product of the IR onto one strided GEMM
+//   C(i,j) (+)= sum_p A(i,p) B(p,j)
+// where one of m, n, k may be the batch (a run-time count):
+//   W @ x, x per sample:         C[b][i] = sum_p X[b][p] W[i][p]   (m = batch, "NT")
+//   adj @ W (dx), x @ W:          C[b][j] = sum_p A[b][p] W[p][j]   (m = batch, "NN")
+//   BATCH_SUM(OUTER(a, x)) (dW): C[i][j] = sum_b A[b][i] X[b][j]   (k = batch, "TN")
+// This first lowering picks a loop order by which operand is contiguous, so
+// that the innermost loop runs over unit strides and LLVM's loop vectoriser
+// turns it into full-width vector code. Register-blocked micro-kernels
+// (issue 6) replace the bodies here without touching the callers.
+#include "cg_internal.h"
+
+static LLVMValueRef at(Cg *c, LLVMValueRef base, LLVMValueRef i, int64_t rs, LLVMValueRef j, int64_t cs) {
+    LLVMValueRef off = LLVMBuildAdd(c->b, LLVMBuildMul(c->b, i, cg_i(c, rs), ""),
+                                    LLVMBuildMul(c->b, j, cg_i(c, cs), ""), "");
+    return cg_gep(c, base, off);
+}
+
+// B's rows are contiguous: for each row i of C, C[i][:] += A(i,p) * B[p][:].
+static void gemm_axpy(Cg *c, const CgGemm *g) {
+    CgLoop li, lj, lp, lj2;
+    LLVMValueRef i = cg_loop_begin(c, &li, g->m, "mm.i");
+    if (!g->accumulate) {
+        LLVMValueRef j = cg_loop_begin(c, &lj, g->n, "mm.z");
+        cg_store(c, cg_f(c, 0), at(c, g->c, i, g->c_rs, j, 1));
+        cg_loop_end(c, &lj);
+    }
+    LLVMValueRef p = cg_loop_begin(c, &lp, g->k, "mm.p");
+    LLVMValueRef aip = cg_load(c, at(c, g->a, i, g->a_rs, p, g->a_cs));
+    LLVMValueRef j = cg_loop_begin(c, &lj2, g->n, "mm.j");
+    LLVMValueRef pc = at(c, g->c, i, g->c_rs, j, 1);
+    LLVMValueRef prod = cg_reassoc(LLVMBuildFMul(c->b, aip, cg_load(c, at(c, g->b, p, g->b_rs, j, g->b_cs)), ""));
+    cg_store(c, cg_reassoc(LLVMBuildFAdd(c->b, cg_load(c, pc), prod, "")), pc);
+    cg_loop_end(c, &lj2);
+    cg_loop_end(c, &lp);
+    cg_loop_end(c, &li);
+}
+
+static LLVMValueRef add_off(Cg *c, LLVMValueRef v, LLVMValueRef off) {
+    return off ? LLVMBuildAdd(c->b, v, off, "") : v;
+}
+
+// C(i,j) = v (+= with accumulate), or the epilogue at the absolute (i, j).
+static void store_c(Cg *c, const CgGemm *g, LLVMValueRef i, LLVMValueRef j, LLVMValueRef v) {
+    if (g->epilogue) {
+        g->epilogue(c, g, add_off(c, i, g->i_off), add_off(c, j, g->j_off), v);
+        return;
+    }
+    LLVMValueRef pc = at(c, g->c, i, g->c_rs, j, 1);
+    if (g->accumulate)
+        v = LLVMBuildFAdd(c->b, cg_load(c, pc), v, "");
+    cg_store(c, v, pc);
+}
+
+// A's rows and B's columns are contiguous in p: dot products.
+static void gemm_dot(Cg *c, const CgGemm *g) {
+    CgLoop li, lj, lp;
+    LLVMValueRef acc = cg_alloca(c, c->f32, "acc");
+    LLVMValueRef i = cg_loop_begin(c, &li, g->m, "mm.i");
+    LLVMValueRef j = cg_loop_begin(c, &lj, g->n, "mm.j");
+    cg_store(c, cg_f(c, 0), acc);
+    LLVMValueRef p = cg_loop_begin(c, &lp, g->k, "mm.p");
+    LLVMValueRef prod = cg_reassoc(LLVMBuildFMul(c->b, cg_load(c, at(c, g->a, i, g->a_rs, p, g->a_cs)),
+                                                 cg_load(c, at(c, g->b, p, g->b_rs, j, g->b_cs)), ""));
+    cg_store(c, cg_reassoc(LLVMBuildFAdd(c->b, cg_load(c, acc), prod, "")), acc);
+    cg_loop_end(c, &lp);
+    store_c(c, g, i, j, cg_load(c, acc));
+    cg_loop_end(c, &lj);
+    cg_loop_end(c, &li);
+}
+
+// ---- Register-blocked micro-kernels (explicit vectors of VL floats)
+
+enum { AXPY_MR = 6, AXPY_NV = 2, AXPY_KC = 256, DOT_MR = 4, DOT_NR = 4 };
+
+static int vec_len(Cg *c) { return c->avx512 ? 16 : 8; }
+
+static bool const_of(LLVMValueRef v, int64_t *out) {
+    if (!LLVMIsAConstantInt(v))
+        return false;
+    *out = LLVMConstIntGetSExtValue(v);
+    return true;
+}
+
+static LLVMValueRef vload(Cg *c, LLVMTypeRef vt, LLVMValueRef p) {
+    LLVMValueRef v = LLVMBuildLoad2(c->b, vt, p, "");
+    LLVMSetAlignment(v, 4);
+    return v;
+}
+
+static void vstore(Cg *c, LLVMValueRef v, LLVMValueRef p) {
+    LLVMSetAlignment(LLVMBuildStore(c->b, v, p), 4);
+}
+
+static LLVMValueRef splat(Cg *c, LLVMTypeRef vt, LLVMValueRef s) {
+    int vl = (int)LLVMGetVectorSize(vt);
+    LLVMValueRef v = LLVMBuildInsertElement(c->b, LLVMGetPoison(vt), s, LLVMConstInt(c->i32, 0, 0), "");
+    return LLVMBuildShuffleVector(c->b, v, LLVMGetPoison(vt), LLVMConstNull(LLVMVectorType(c->i32, (unsigned)vl)), "");
+}
+
+static LLVMValueRef vfma(Cg *c, LLVMValueRef a, LLVMValueRef b, LLVMValueRef acc) {
+    LLVMValueRef args[3] = { a, b, acc };
+    return cg_intrinsic(c, "llvm.fma", args, 3);
+}
+
+static LLVMValueRef mul_i(Cg *c, LLVMValueRef v, int64_t k) { return LLVMBuildMul(c->b, v, cg_i(c, k), ""); }
+
+// B's rows contiguous, n constant: blocks of AXPY_MR rows x AXPY_NV vectors of C
+// held in registers over the whole p loop: per p, AXPY_NV vector loads of B,
+// AXPY_MR broadcasts of A, AXPY_MR * AXPY_NV FMAs. Edges go to gemm_axpy.
+static bool gemm_axpy_blocked(Cg *c, const CgGemm *g) {
+    int64_t n;
+    int vl = vec_len(c);
+    if (g->b_cs != 1 || !const_of(g->n, &n) || n < AXPY_NV * vl)
+        return false;
+    LLVMTypeRef vt = LLVMVectorType(c->f32, (unsigned)vl);
+    int64_t nb = AXPY_NV * vl, n_full = n / nb * nb;
+    LLVMValueRef m_blocks = LLVMBuildSDiv(c->b, g->m, cg_i(c, AXPY_MR), "");
+    LLVMValueRef m_full = mul_i(c, m_blocks, AXPY_MR);
+    LLVMValueRef acc[AXPY_MR][AXPY_NV];
+    for (int r = 0; r < AXPY_MR; r++)
+        for (int v = 0; v < AXPY_NV; v++)
+            acc[r][v] = cg_alloca(c, vt, "acc");
+    // B is packed, AXPY_KC rows of one block of nb columns at a time, into a
+    // contiguous buffer that stays in L1 while every row block of C passes over
+    // it (B's rows may be 4 KB apart: each its own page and the same L1 set).
+    int64_t n_blocks = n_full / nb;
+    if (!c->pack_buf) {   // one per kernel, in its frame
+        c->pack_buf = cg_alloca(c, LLVMArrayType2(c->f32, (uint64_t)(AXPY_KC * nb)), "bpack");
+        LLVMSetAlignment(c->pack_buf, 64);
+    }
+    LLVMValueRef buf = c->pack_buf;
+    CgLoop lpc, lj, lq, li, lp;
+    LLVMValueRef n_chunks = LLVMBuildSDiv(c->b, LLVMBuildAdd(c->b, g->k, cg_i(c, AXPY_KC - 1), ""), cg_i(c, AXPY_KC), "");
+    LLVMValueRef p0 = mul_i(c, cg_loop_begin(c, &lpc, n_chunks, "mb.pc"), AXPY_KC);
+    LLVMValueRef rest = LLVMBuildSub(c->b, g->k, p0, "");
+    LLVMValueRef kc = LLVMBuildSelect(c->b, LLVMBuildICmp(c->b, LLVMIntSLT, rest, cg_i(c, AXPY_KC), ""), rest,
+                                      cg_i(c, AXPY_KC), "");
+    LLVMValueRef first = LLVMBuildICmp(c->b, LLVMIntEQ, p0, cg_i(c, 0), "");
+    LLVMValueRef j0 = mul_i(c, cg_loop_begin(c, &lj, cg_i(c, n_blocks), "mb.j"), nb);
+    LLVMValueRef q = cg_loop_begin(c, &lq, kc, "mb.pack");
+    for (int v = 0; v < AXPY_NV; v++) {
+        LLVMValueRef src = at(c, g->b, LLVMBuildAdd(c->b, p0, q, ""), g->b_rs, LLVMBuildAdd(c->b, j0, cg_i(c, v * vl), ""), 1);
+        vstore(c, vload(c, vt, src), cg_gep(c, buf, LLVMBuildAdd(c->b, mul_i(c, q, nb), cg_i(c, v * vl), "")));
+    }
+    cg_loop_end(c, &lq);
+    LLVMValueRef i0 = mul_i(c, cg_loop_begin(c, &li, m_blocks, "mb.i"), AXPY_MR);
+    for (int r = 0; r < AXPY_MR; r++)
+        for (int v = 0; v < AXPY_NV; v++) {
+            LLVMValueRef init = vload(c, vt, at(c, g->c, LLVMBuildAdd(c->b, i0, cg_i(c, r), ""), g->c_rs,
+                                                LLVMBuildAdd(c->b, j0, cg_i(c, v * vl), ""), 1));
+            if (!g->accumulate)   // the first chunk starts from zero
+                init = LLVMBuildSelect(c->b, first, LLVMConstNull(vt), init, "");
+            LLVMBuildStore(c->b, init, acc[r][v]);
+        }
+    LLVMValueRef p = cg_loop_begin(c, &lp, kc, "mb.p");
+    LLVMValueRef bv[AXPY_NV];
+    for (int v = 0; v < AXPY_NV; v++)
+        bv[v] = vload(c, vt, cg_gep(c, buf, LLVMBuildAdd(c->b, mul_i(c, p, nb), cg_i(c, v * vl), "")));
+    LLVMValueRef pa = LLVMBuildAdd(c->b, p0, p, "");
+    for (int r = 0; r < AXPY_MR; r++) {
+        LLVMValueRef a = splat(c, vt, cg_load(c, at(c, g->a, LLVMBuildAdd(c->b, i0, cg_i(c, r), ""), g->a_rs, pa, g->a_cs)));
+        for (int v = 0; v < AXPY_NV; v++)
+            LLVMBuildStore(c->b, vfma(c, a, bv[v], LLVMBuildLoad2(c->b, vt, acc[r][v], "")), acc[r][v]);
+    }
+    cg_loop_end(c, &lp);
+    for (int r = 0; r < AXPY_MR; r++)
+        for (int v = 0; v < AXPY_NV; v++)
+            vstore(c, LLVMBuildLoad2(c->b, vt, acc[r][v], ""),
+                   at(c, g->c, LLVMBuildAdd(c->b, i0, cg_i(c, r), ""), g->c_rs,
+                      LLVMBuildAdd(c->b, j0, cg_i(c, v * vl), ""), 1));
+    cg_loop_end(c, &li);
+    cg_loop_end(c, &lj);
+    cg_loop_end(c, &lpc);
+    if (n_full < n) {   // the last columns of the full row blocks
+        CgGemm e = *g;
+        e.m = m_full;
+        e.n = cg_i(c, n - n_full);
+        e.b = cg_gep(c, g->b, cg_i(c, n_full * g->b_cs));
+        e.c = cg_gep(c, g->c, cg_i(c, n_full));
+        gemm_axpy(c, &e);
+    }
+    CgGemm e = *g;   // the last rows
+    e.m = LLVMBuildSub(c->b, g->m, m_full, "");
+    e.a = cg_gep(c, g->a, mul_i(c, m_full, g->a_rs));
+    e.c = cg_gep(c, g->c, mul_i(c, m_full, g->c_rs));
+    gemm_axpy(c, &e);
+    return true;
+}
+
+// Dot products, k constant: blocks of DOT_MR rows of A x DOT_NR columns of B,
+// DOT_MR * DOT_NR vector partial sums over p, reduced at the end.
+static bool gemm_dot_blocked(Cg *c, const CgGemm *g) {
+    int64_t k;
+    int vl = vec_len(c);
+    if (g->a_cs != 1 || g->b_rs != 1 || !const_of(g->k, &k) || k < vl)
+        return false;
+    LLVMTypeRef vt = LLVMVectorType(c->f32, (unsigned)vl);
+    int64_t k_full = k / vl * vl;
+    LLVMValueRef m_blocks = LLVMBuildSDiv(c->b, g->m, cg_i(c, DOT_MR), "");
+    LLVMValueRef n_blocks = LLVMBuildSDiv(c->b, g->n, cg_i(c, DOT_NR), "");
+    LLVMValueRef m_full = mul_i(c, m_blocks, DOT_MR), n_full = mul_i(c, n_blocks, DOT_NR);
+    LLVMValueRef acc[DOT_MR][DOT_NR];
+    for (int r = 0; r < DOT_MR; r++)
+        for (int u = 0; u < DOT_NR; u++)
+            acc[r][u] = cg_alloca(c, vt, "acc");
+    LLVMValueRef sacc = cg_alloca(c, c->f32, "sacc");
+    // Panels of B's columns (rows of W) sized for L2 (about 256 KB), the row blocks inside.
+    int64_t pb = 65536 / (k * DOT_NR);
+    pb = pb < 1 ? 1 : pb;
+    CgLoop lpan, li, lj, lp, lq;
+    LLVMValueRef n_pan = LLVMBuildSDiv(c->b, LLVMBuildAdd(c->b, n_blocks, cg_i(c, pb - 1), ""), cg_i(c, pb), "");
+    LLVMValueRef jb0 = mul_i(c, cg_loop_begin(c, &lpan, n_pan, "db.pan"), pb);
+    LLVMValueRef left = LLVMBuildSub(c->b, n_blocks, jb0, "");
+    LLVMValueRef in_panel = LLVMBuildSelect(c->b, LLVMBuildICmp(c->b, LLVMIntSLT, left, cg_i(c, pb), ""), left,
+                                            cg_i(c, pb), "");
+    LLVMValueRef i0 = mul_i(c, cg_loop_begin(c, &li, m_blocks, "db.i"), DOT_MR);
+    LLVMValueRef j0 = mul_i(c, LLVMBuildAdd(c->b, jb0, cg_loop_begin(c, &lj, in_panel, "db.j"), ""), DOT_NR);
+    LLVMValueRef ri[DOT_MR], uj[DOT_NR];
+    for (int r = 0; r < DOT_MR; r++)
+        ri[r] = LLVMBuildAdd(c->b, i0, cg_i(c, r), "");
+    for (int u = 0; u < DOT_NR; u++)
+        uj[u] = LLVMBuildAdd(c->b, j0, cg_i(c, u), "");
+    for (int r = 0; r < DOT_MR; r++)
+        for (int u = 0; u < DOT_NR; u++)
+            LLVMBuildStore(c->b, LLVMConstNull(vt), acc[r][u]);
+    LLVMValueRef p = mul_i(c, cg_loop_begin(c, &lp, cg_i(c, k_full / vl), "db.p"), vl);
+    LLVMValueRef av[DOT_MR], bv[DOT_NR];
+    for (int r = 0; r < DOT_MR; r++)
+        av[r] = vload(c, vt, at(c, g->a, ri[r], g->a_rs, p, 1));
+    for (int u = 0; u < DOT_NR; u++)
+        bv[u] = vload(c, vt, at(c, g->b, p, 1, uj[u], g->b_cs));
+    for (int r = 0; r < DOT_MR; r++)
+        for (int u = 0; u < DOT_NR; u++)
+            LLVMBuildStore(c->b, vfma(c, av[r], bv[u], LLVMBuildLoad2(c->b, vt, acc[r][u], "")), acc[r][u]);
+    cg_loop_end(c, &lp);
+    unsigned rid = LLVMLookupIntrinsicID("llvm.vector.reduce.fadd", 23);
+    LLVMValueRef rfn = LLVMGetIntrinsicDeclaration(c->mod, rid, &vt, 1);
+    LLVMTypeRef rft = LLVMIntrinsicGetType(c->ctx, rid, &vt, 1);
+    for (int r = 0; r < DOT_MR; r++)
+        for (int u = 0; u < DOT_NR; u++) {
+            LLVMValueRef args[2] = { cg_f(c, 0), LLVMBuildLoad2(c->b, vt, acc[r][u], "") };
+            LLVMValueRef s = cg_reassoc(LLVMBuildCall2(c->b, rft, rfn, args, 2, ""));
+            cg_store(c, s, sacc);
+            if (k_full < k) {   // the last k % VL terms
+                LLVMValueRef q = LLVMBuildAdd(c->b, cg_loop_begin(c, &lq, cg_i(c, k - k_full), "db.q"),
+                                              cg_i(c, k_full), "");
+                LLVMValueRef prod = LLVMBuildFMul(c->b, cg_load(c, at(c, g->a, ri[r], g->a_rs, q, 1)),
+                                                  cg_load(c, at(c, g->b, q, 1, uj[u], g->b_cs)), "");
+                cg_store(c, LLVMBuildFAdd(c->b, cg_load(c, sacc), prod, ""), sacc);
+                cg_loop_end(c, &lq);
+            }
+            store_c(c, g, ri[r], uj[u], cg_load(c, sacc));
+        }
+    cg_loop_end(c, &lj);
+    cg_loop_end(c, &li);
+    cg_loop_end(c, &lpan);
+    CgGemm e = *g;   // the last columns of the full row blocks
+    e.m = m_full;
+    e.n = LLVMBuildSub(c->b, g->n, n_full, "");
+    e.b = cg_gep(c, g->b, mul_i(c, n_full, g->b_cs));
+    if (g->c)
+        e.c = cg_gep(c, g->c, n_full);
+    e.j_off = add_off(c, n_full, g->j_off);
+    gemm_dot(c, &e);
+    e = *g;          // the last rows
+    e.m = LLVMBuildSub(c->b, g->m, m_full, "");
+    e.a = cg_gep(c, g->a, mul_i(c, m_full, g->a_rs));
+    if (g->c)
+        e.c = cg_gep(c, g->c, mul_i(c, m_full, g->c_rs));
+    e.i_off = add_off(c, m_full, g->i_off);
+    gemm_dot(c, &e);
+    return true;
+}
+
+void cg_emit_matmul(Cg *c, const CgGemm *g) {
+    if (g->epilogue) {   // dot products only: each C(i,j) is complete when stored
+        if (!(c->nc->opt.opt_level >= 2 && gemm_dot_blocked(c, g)))
+            gemm_dot(c, g);
+        return;
+    }
+    if (c->nc->opt.opt_level >= 2 && (gemm_axpy_blocked(c, g) || gemm_dot_blocked(c, g)))
+        return;
+    bool n_is_1 = LLVMIsAConstantInt(g->n) && LLVMConstIntGetSExtValue(g->n) == 1;   // unblocked forms
+    if (g->b_cs == 1 && !(n_is_1 && g->a_cs == 1 && g->b_rs == 1))
+        gemm_axpy(c, g);
+    else
+        gemm_dot(c, g);      // any strides; vectorises when a_cs == b_rs == 1
+}

@@ -1,0 +1,137 @@
+// threads.c: a small persistent thread pool per model instance. nnrt_parallel_for splits
+// [0, n) into T = min(m->threads, n) contiguous chunks, chunk k = [n*k/T, n*(k+1)/T): the
+// split depends only on n and T, so a kernel that writes each chunk's results to its own
+// place gives the same bits whatever the timing. The caller runs chunk 0 itself and worker
+// k runs chunk k. The pool starts on the first parallel_for with T > 1 and lives until
+// set_threads changes the count or the model is destroyed. If threads cannot be started,
+// the chunks run one after the other on the caller's thread (same split, same result).
+#include <pthread.h>
+#include "nnrt.h"
+
+typedef struct nnrt_pool {
+    pthread_mutex_t lock;
+    pthread_cond_t  wake;          // workers wait here for a new job (or shutdown)
+    pthread_cond_t  done;          // the caller waits here for n_done == n_workers
+    int             n_workers;     // threads started (m->threads - 1)
+    pthread_t      *workers;
+    uint64_t        generation;    // incremented once per job
+    int             n_done;        // workers finished with the current job
+    bool            is_stopping;
+    void          (*fn)(void *ctx, int64_t begin, int64_t end);   // the current job
+    void           *ctx;
+    int64_t         n;
+    int             n_chunks;
+} nnrt_pool;
+
+typedef struct Worker {
+    nnrt_pool *pool;
+    int        index;              // runs chunk index + 1
+} Worker;
+
+static void run_chunk(void (*fn)(void *, int64_t, int64_t), void *ctx, int64_t n, int k, int t) {
+    // n*k/t without overflow for any n < 2^63 and t <= 1024: split n = q*t + r.
+    int64_t q = n / t, r = n % t;
+    int64_t begin = q * k + r * k / t, end = q * (k + 1) + r * (k + 1) / t;
+    if (begin < end) fn(ctx, begin, end);
+}
+
+static void *worker_main(void *arg) {
+    Worker w = *(Worker *)arg;
+    nnrt_pool *p = w.pool;
+    nnrt_free(arg);
+    uint64_t seen = 0;
+    pthread_mutex_lock(&p->lock);
+    for (;;) {
+        while (!p->is_stopping && p->generation == seen) pthread_cond_wait(&p->wake, &p->lock);
+        if (p->is_stopping) break;
+        seen = p->generation;
+        void (*fn)(void *, int64_t, int64_t) = p->fn;
+        void *ctx = p->ctx;
+        int64_t n = p->n;
+        int t = p->n_chunks;
+        pthread_mutex_unlock(&p->lock);
+        if (w.index + 1 < t) run_chunk(fn, ctx, n, w.index + 1, t);
+        pthread_mutex_lock(&p->lock);
+        if (++p->n_done == p->n_workers) pthread_cond_signal(&p->done);
+    }
+    pthread_mutex_unlock(&p->lock);
+    return NULL;
+}
+
+// Stops and joins the first n_started workers and frees the pool.
+static void pool_free(nnrt_pool *p, int n_started) {
+    pthread_mutex_lock(&p->lock);
+    p->is_stopping = true;
+    pthread_cond_broadcast(&p->wake);
+    pthread_mutex_unlock(&p->lock);
+    for (int i = 0; i < n_started; i++) pthread_join(p->workers[i], NULL);
+    pthread_cond_destroy(&p->done);
+    pthread_cond_destroy(&p->wake);
+    pthread_mutex_destroy(&p->lock);
+    nnrt_free(p->workers);
+    nnrt_free(p);
+}
+
+// A pool of n_workers threads, or NULL if memory or threads are lacking.
+static nnrt_pool *pool_new(int n_workers) {
+    nnrt_pool *p = nnrt_malloc(sizeof *p);
+    if (!p) return NULL;
+    *p = (nnrt_pool){ .n_workers = n_workers };
+    p->workers = nnrt_malloc(sizeof(pthread_t) * (size_t)n_workers);
+    if (!p->workers) {
+        nnrt_free(p);
+        return NULL;
+    }
+    pthread_mutex_init(&p->lock, NULL);
+    pthread_cond_init(&p->wake, NULL);
+    pthread_cond_init(&p->done, NULL);
+    for (int i = 0; i < n_workers; i++) {
+        Worker *w = nnrt_malloc(sizeof *w);
+        if (w) *w = (Worker){ p, i };
+        if (!w || pthread_create(&p->workers[i], NULL, worker_main, w) != 0) {
+            nnrt_free(w);
+            pool_free(p, i);
+            return NULL;
+        }
+    }
+    return p;
+}
+
+void nnrt_pool_destroy(nnrt_model *m) {
+    if (!m || !m->pool) return;
+    pool_free(m->pool, m->pool->n_workers);
+    m->pool = NULL;
+}
+
+void nnrt_parallel_for(nnrt_model *m, void (*fn)(void *ctx, int64_t begin, int64_t end),
+                       void *ctx, int64_t n) {
+    if (!fn || n <= 0) return;
+    int t = m && m->threads > 1 ? m->threads : 1;
+    if (n < t) t = (int)n;
+    if (t == 1) {
+        fn(ctx, 0, n);
+        return;
+    }
+    if (!m->pool || m->pool->n_workers != m->threads - 1) {
+        nnrt_pool_destroy(m);
+        m->pool = pool_new(m->threads - 1);
+    }
+    nnrt_pool *p = m->pool;
+    if (!p) {                              // no threads: the same chunks, one after the other
+        for (int k = 0; k < t; k++) run_chunk(fn, ctx, n, k, t);
+        return;
+    }
+    pthread_mutex_lock(&p->lock);
+    p->fn = fn;
+    p->ctx = ctx;
+    p->n = n;
+    p->n_chunks = t;
+    p->n_done = 0;
+    p->generation++;
+    pthread_cond_broadcast(&p->wake);
+    pthread_mutex_unlock(&p->lock);
+    run_chunk(fn, ctx, n, 0, t);
+    pthread_mutex_lock(&p->lock);
+    while (p->n_done < p->n_workers) pthread_cond_wait(&p->done, &p->lock);
+    pthread_mutex_unlock(&p->lock);
+}

@@ -1,0 +1,99 @@
+// test_cg_ops.c: generated kernels against the interpreter, one model per op
+// family (relative 1e-4 of each tensor's largest entry).
+#include "test_cg_util.h"
+
+static void check_model(const char *src, size_t batch) {
+    CgT t;
+    cgt_build(&t, src);
+    cgt_compare(&t, batch, -1.0f, 1.0f);
+    cgt_compare(&t, 1, -1.0f, 1.0f);
+    cgt_free(&t);
+}
+
+Test(cg, seed_network_sigmoid_sgd) {
+    check_model("model seed { input x[2]; target y[2];\n"
+                "h1 = dense(x, 3, sigmoid); h2 = dense(h1, 2, sigmoid); o = dense(h2, 2, sigmoid);\n"
+                "output o; loss 0.5 * sum((y - o)^2); train sgd(lr = 0.5); }", 7);
+}
+
+Test(cg, elementwise_chain) {
+    check_model("model ew { input x[5]; target y[5]; param a[5] = uniform(-1, 1);\n"
+                "h = tanh(x * a) + softplus(x - a) * exp(-square(x)) - relu(a - x) / (1 + abs(x));\n"
+                "o = leaky_relu(h, 0.1) + max(h, a) - min(x, 0.2) + sqrt(1 + x^2) + sin(h) * cos(a);\n"
+                "output o; loss sum((o - y)^2); train sgd(lr = 0.1, momentum = 0.9); }", 5);
+}
+
+Test(cg, broadcasting) {
+    check_model("model bc { input x[3, 4]; target y[3, 4]; param r[4] = uniform(-1, 1);\n"
+                "param c[3, 1] = uniform(-1, 1); param s = constant(0.5);\n"
+                "o = x * r + c - s * x / (2 + r * r);\n"
+                "output o; loss mean((o - y)^2); train adam(lr = 0.01); }", 4);
+}
+
+Test(cg, matmul_four_cases) {
+    check_model("model mm { input x[4]; target y[3]; param A[3, 4] = uniform(-1, 1);\n"
+                "param B[4, 3] = uniform(-1, 1); param C[3, 2] = uniform(-1, 1); param v[4] = uniform(-1, 1);\n"
+                "h = A @ x; k = x @ B; M = reshape(x, 2, 2); P = M @ transpose(M);\n"
+                "s = x @ v; q = reshape(P, 4) @ B;\n"
+                "o = h * k + s + q + C @ (transpose(C) @ h);\n"
+                "output o; loss sum((o - y)^2) + sum(P); train sgd(lr = 0.1); }", 3);
+}
+
+Test(cg, dense_relu_softmax_cross_entropy) {
+    check_model("model mlp { input x[20]; target y[5];\n"
+                "h1 = dense(x, 16, relu); h2 = dense(h1, 8, tanh); z = dense(h2, 5);\n"
+                "output softmax(z); loss softmax_cross_entropy(z, y); train adam(lr = 0.001); }", 9);
+}
+
+Test(cg, logsumexp_log_softmax_mse) {
+    check_model("model ls { input x[6]; target y[6]; param w[6] = uniform(-1, 1);\n"
+                "z = w * x; o = log_softmax(z) + logsumexp(z) + mean(z);\n"
+                "output o; loss mse(o, y) + cross_entropy(softmax(z), y); train sgd(lr = 0.1); }", 5);
+}
+
+Test(cg, conv_pool) {
+    check_model("model cnn { input x[2, 8, 8]; target y[3];\n"
+                "c1 = conv2d(x, 3, 3, padding = 1, act = relu); p1 = maxpool2d(c1, 2);\n"
+                "c2 = conv2d(p1, 4, 2, stride = 2); p2 = avgpool2d(c2, 2);\n"
+                "z = dense(flatten(p2), 3);\n"
+                "output z; loss softmax_cross_entropy(z, y); train sgd(lr = 0.1); }", 3);
+}
+
+Test(cg, autoencoder_without_target_and_scalar_param) {
+    check_model("model ae { input x[6]; param s = constant(1.5);\n"
+                "h = dense(x, 3, sigmoid); o = dense(h, 6) * s;\n"
+                "output o; loss sse(o, x); train sgd(lr = 0.1, momentum = 0.5, nesterov = true,\n"
+                "weight_decay = 0.01, clip = 0.5); }", 5);
+}
+
+Test(cg, sum_reduction_objective) {
+    check_model("model rs { input x[4]; target y[2]; h = dense(x, 2, softplus);\n"
+                "output h; loss binary_cross_entropy(sigmoid(h), y); train adam(lr = 0.1, reduce = sum,\n"
+                "weight_decay = 0.1); }", 6);
+}
+
+Test(cg, all_optimisation_levels_agree_with_the_interpreter) {
+    const char *src = "model lv { input x[2, 6, 6]; target y[4];\n"
+                      "c = conv2d(x, 2, 3, stride = 2, padding = 1, act = tanh); p = maxpool2d(c, 2, stride = 1);\n"
+                      "z = leaky_relu(dense(flatten(p), 4), 0.2);\n"
+                      "output z; loss mse(z, y); train adam(lr = 0.01); }";
+    for (int o = 0; o <= 3; o++) {
+        cgt_opt_level = o;
+        check_model(src, 3);
+    }
+    cgt_opt_level = 2;
+}
+
+// Products large enough for the blocked kernels: several packing chunks of k
+// (k = 300 > 256 in dx, k = batch = 300 in dW), row and column edges.
+Test(cg, blocked_products_with_edges, .timeout = 300) {
+    CgT t;
+    cgt_build(&t, "model big { input x[300]; target y[37];\n"
+                  "h = dense(x, 300, tanh); g = dense(h, 45, relu); o = dense(g, 37);\n"
+                  "output o; loss mse(o, y); train sgd(lr = 0.1); }");
+    cgt_param_scale = 0.1f;
+    cgt_compare(&t, 300, -1.0f, 1.0f);
+    cgt_compare(&t, 7, -1.0f, 1.0f);
+    cgt_param_scale = 0.5f;
+    cgt_free(&t);
+}
