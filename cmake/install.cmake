@@ -14,6 +14,8 @@ function(nnc_install_rules)
   endif()
   install(TARGETS nnrt ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR})
   install(FILES ${CMAKE_SOURCE_DIR}/include/nnc/model.h DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/nnc)
+  # nnrt.pc finds its prefix from its own place, so `cmake --install --prefix P` works.
+  file(RELATIVE_PATH NNRT_PC_TO_PREFIX "/p/${CMAKE_INSTALL_LIBDIR}/pkgconfig" "/p")
   configure_file(${CMAKE_SOURCE_DIR}/cmake/nnrt.pc.in ${CMAKE_BINARY_DIR}/nnrt.pc @ONLY)
   install(FILES ${CMAKE_BINARY_DIR}/nnrt.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)
 endfunction()

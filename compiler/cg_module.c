@@ -23,6 +23,10 @@
 
 #include "cg_internal.h"
 
+#ifndef NNC_INSTALL_LIBDIR
+#define NNC_INSTALL_LIBDIR "lib"   // CMake passes CMAKE_INSTALL_LIBDIR
+#endif
+
 extern char **environ;
 
 // ---- Small helpers shared by the backend
@@ -463,12 +467,12 @@ static bool is_file(const char *p) { return p && access(p, R_OK) == 0; }
 
 // libnnrt.a: $NNC_RUNTIME, the build tree's (c->opt.runtime_lib), beside the
 // executable, or <prefix>/lib/libnnrt.a of an installed nnc.
+// An installed nnc (PREFIX/bin/nnc) links PREFIX/LIBDIR/libnnrt.a; a build
+// tree's nnc the libnnrt.a beside it; the path compiled in is the last resort.
 static const char *find_runtime(Cg *c) {
     const char *env = getenv("NNC_RUNTIME");
     if (env && env[0])
         return env;
-    if (is_file(c->nc->opt.runtime_lib))
-        return c->nc->opt.runtime_lib;
     char exe[4096];
     ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
     if (n > 0) {
@@ -476,13 +480,15 @@ static const char *find_runtime(Cg *c) {
         char *slash = strrchr(exe, '/');
         if (slash) {
             *slash = '\0';
-            const char *cands[] = { nn_format(&c->nc->arena, "%s/../lib/libnnrt.a", exe),
+            const char *cands[] = { nn_format(&c->nc->arena, "%s/../%s/libnnrt.a", exe, NNC_INSTALL_LIBDIR),
                                     nn_format(&c->nc->arena, "%s/libnnrt.a", exe) };
             for (size_t i = 0; i < NN_COUNTOF(cands); i++)
                 if (is_file(cands[i]))
                     return cands[i];
         }
     }
+    if (is_file(c->nc->opt.runtime_lib))
+        return c->nc->opt.runtime_lib;
     return NULL;
 }
 

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-void nn_ctx_init(NnCtx *c, FILE *diag_out) {
+void nn_ctx_setup(NnCtx *c, FILE *diag_out) {
     memset(c, 0, sizeof *c);
     c->diag.out = diag_out ? diag_out : stderr;
     c->diag.fatal = &c->fatal;

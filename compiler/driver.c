@@ -203,7 +203,7 @@ static int check_main(int argc, char **argv, FILE *out, FILE *err) {
 // would otherwise clobber.
 static int check_file(const char *input, uint64_t seed, FILE *out, FILE *err) {
     NnCtx c;
-    nn_ctx_init(&c, err);
+    nn_ctx_setup(&c, err);
     c.opt.input = input;
     int status = NN_EXIT_INPUT;
     current_ctx = &c;
@@ -322,7 +322,7 @@ int nn_driver(int argc, char **argv, FILE *out, FILE *err) {
     else if (!has_emit && !(o.stats && !o.output)) o.emit = EMIT_SO;   // --stats alone: no output file
 
     NnCtx c;
-    nn_ctx_init(&c, err);
+    nn_ctx_setup(&c, err);
     if (!o.output && (o.emit == EMIT_SO || o.emit == EMIT_OBJ))
         o.output = derived_name(&c.arena, o.input, o.emit == EMIT_SO ? ".so" : ".o");
     if (!o.header && (o.emit == EMIT_SO || o.emit == EMIT_OBJ))

@@ -103,7 +103,7 @@ typedef struct NnCtx {
     struct NnInterns *interns;  // ast.c: nn_intern's hash table (NULL until first use)
 } NnCtx;
 
-void nn_ctx_init(NnCtx *c, FILE *diag_out);
+void nn_ctx_setup(NnCtx *c, FILE *diag_out);
 void nn_ctx_free(NnCtx *c);
 // Reads a whole file into the arena and registers it with the diagnostics;
 // returns the file index, or -1 after printing "nnc: error: cannot open ...".

@@ -52,11 +52,22 @@ static void pack_a(const Gemm *g, int64_t i0, int64_t mc, int64_t k0, int64_t kc
     for (int64_t p = 0; p < mc; p += MR) {
         float *panel = out + p * kc;
         int64_t rows = mc - p < MR ? mc - p : MR;
-        for (int64_t k = 0; k < kc; k++) {
-            int64_t r = 0;
-            for (; r < rows; r++) panel[k * MR + r] = a_at(g, i0 + p + r, k0 + k);
-            for (; r < MR; r++) panel[k * MR + r] = 0;
+        if (g->ta) {   // op(A) = A^T: row r of a k is contiguous in A
+            for (int64_t k = 0; k < kc; k++) {
+                const float *src = g->A + (k0 + k) * g->lda + i0 + p;
+                int64_t r = 0;
+                for (; r < rows; r++) panel[k * MR + r] = src[r];
+                for (; r < MR; r++) panel[k * MR + r] = 0;
+            }
+            continue;
         }
+        // row by row: each source row is read sequentially
+        for (int64_t r = 0; r < rows; r++) {
+            const float *src = g->A + (i0 + p + r) * g->lda + k0;
+            for (int64_t k = 0; k < kc; k++) panel[k * MR + r] = src[k];
+        }
+        for (int64_t r = rows; r < MR; r++)
+            for (int64_t k = 0; k < kc; k++) panel[k * MR + r] = 0;
     }
 }
 
@@ -66,13 +77,23 @@ static void pack_b(const Gemm *g, int64_t k0, int64_t kc, int64_t j0, int64_t nc
     for (int64_t q = 0; q < nc; q += NR) {
         float *panel = out + q * kc;
         int64_t cols = nc - q < NR ? nc - q : NR;
+        if (g->tb) {   // op(B) = B^T: column c is a contiguous row of B
+            for (int64_t c = 0; c < cols; c++) {
+                const float *src = g->B + (j0 + q + c) * g->ldb + k0;
+                for (int64_t k = 0; k < kc; k++) panel[k * NR + c] = src[k];
+            }
+            for (int64_t c = cols; c < NR; c++)
+                for (int64_t k = 0; k < kc; k++) panel[k * NR + c] = 0;
+            continue;
+        }
         for (int64_t k = 0; k < kc; k++) {
-            int64_t c = 0;
-            if (!g->tb && cols == NR) {
-                memcpy(panel + k * NR, g->B + (k0 + k) * g->ldb + j0 + q, NR * sizeof(float));
+            const float *src = g->B + (k0 + k) * g->ldb + j0 + q;
+            if (cols == NR) {
+                memcpy(panel + k * NR, src, NR * sizeof(float));
                 continue;
             }
-            for (; c < cols; c++) panel[k * NR + c] = b_at(g, k0 + k, j0 + q + c);
+            int64_t c = 0;
+            for (; c < cols; c++) panel[k * NR + c] = src[c];
             for (; c < NR; c++) panel[k * NR + c] = 0;
         }
     }

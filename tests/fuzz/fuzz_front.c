@@ -66,7 +66,7 @@ static void check_file(NnCtx *c, const AstFile *f, size_t len) {
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (!devnull) devnull = fopen("/dev/null", "w");
     NnCtx c;
-    nn_ctx_init(&c, devnull);
+    nn_ctx_setup(&c, devnull);
     if (setjmp(c.fatal) == 0) {
         int file = nn_add_source(&c, "fuzz.nn", (const char *)data, size);
         AstFile *f = file >= 0 ? nn_parse(&c, file) : NULL;

@@ -14,7 +14,7 @@ typedef struct Capture {
 
 static void capture_init(Capture *k, const char *text) {
     k->out = open_memstream(&k->buf, &k->len);
-    nn_ctx_init(&k->c, k->out);
+    nn_ctx_setup(&k->c, k->out);
     nn_add_source(&k->c, "m.nn", text, strlen(text));
 }
 
@@ -99,7 +99,7 @@ Test(diag, long_lines_are_windowed_around_the_column) {
 Test(diag, control_bytes_are_shown_as_question_marks) {
     Capture k;
     k.out = open_memstream(&k.buf, &k.len);
-    nn_ctx_init(&k.c, k.out);
+    nn_ctx_setup(&k.c, k.out);
     nn_add_source(&k.c, "m.nn", "a\0b\n", 4);
     nn_error(&k.c.diag, nn_range(1, 2), "unexpected byte 0x00");
     cr_assert_str_eq(capture_text(&k), "m.nn:1:2: error: unexpected byte 0x00\na?b\n ^\n");
@@ -109,7 +109,7 @@ Test(diag, control_bytes_are_shown_as_question_marks) {
 Test(diag, unreadable_file_is_reported) {
     Capture k;
     k.out = open_memstream(&k.buf, &k.len);
-    nn_ctx_init(&k.c, k.out);
+    nn_ctx_setup(&k.c, k.out);
     cr_assert_eq(nn_load_file(&k.c, "/nonexistent/m.nn"), -1);
     cr_assert_str_eq(capture_text(&k), "nnc: error: cannot open '/nonexistent/m.nn': No such file or directory\n");
     capture_free(&k);

@@ -19,7 +19,7 @@ static char *read_all(const char *path) {
 static bool parses(const char *src) {
     NnCtx c;
     FILE *devnull = fopen("/dev/null", "w");
-    nn_ctx_init(&c, devnull);
+    nn_ctx_setup(&c, devnull);
     bool ok = false;
     if (!setjmp(c.fatal)) {
         int f = nn_add_source(&c, "t.nn", src, strlen(src));

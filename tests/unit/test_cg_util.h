@@ -35,7 +35,7 @@ typedef struct CgT {
 // Compiles `src` with `emit` (EMIT_SO: also loads it). Fails the test on errors.
 static __attribute__((unused)) void cgt_build_as(CgT *t, const char *src, EmitKind emit, const char *out_name) {
     memset(t, 0, sizeof *t);
-    nn_ctx_init(&t->c, stderr);
+    nn_ctx_setup(&t->c, stderr);
     snprintf(t->dir, sizeof t->dir, "/tmp/nnc-cgtest-XXXXXX");
     cr_assert(mkdtemp(t->dir));
     snprintf(t->so, sizeof t->so, "%s/%s", t->dir, out_name);

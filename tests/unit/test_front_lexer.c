@@ -28,7 +28,7 @@ typedef struct Lexed {
 static Lexed *lex_bytes(const char *src, size_t len) {
     Lexed *r = calloc(1, sizeof *r);
     FILE *out = open_memstream(&r->diag, &r->diag_len);
-    nn_ctx_init(&r->c, out);
+    nn_ctx_setup(&r->c, out);
     int f = nn_add_source(&r->c, "t.nn", src, len);
     NnParser p = { .c = &r->c, .file = (uint32_t)f, .text = r->c.diag.files[f].text,
                    .len = (uint32_t)len };

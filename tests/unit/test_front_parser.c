@@ -22,7 +22,7 @@ typedef struct Parsed {
 static Parsed *parse_bytes(const char *src, size_t len) {
     Parsed *r = calloc(1, sizeof *r);
     FILE *out = open_memstream(&r->diag, &r->diag_len);
-    nn_ctx_init(&r->c, out);
+    nn_ctx_setup(&r->c, out);
     int f = nn_add_source(&r->c, "t.nn", src, len);
     if (setjmp(r->c.fatal) == 0)
         r->file = nn_parse(&r->c, f);

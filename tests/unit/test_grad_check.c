@@ -22,7 +22,7 @@ static Checked run_check(const char *src, uint64_t seed) {
     FILE *diag = open_memstream(&r.diag, &dlen);
     FILE *out = open_memstream(&r.text, &len);
     NnCtx c;
-    nn_ctx_init(&c, diag);
+    nn_ctx_setup(&c, diag);
     int file = nn_add_source(&c, "m.nn", src, strlen(src));
     Model *m = nn_frontend(&c, file);
     cr_assert(m, "front end failed");

@@ -13,7 +13,7 @@ TestSuite(examples);
 // (some examples show an error on purpose; the front end's tests cover them).
 static Model *load(NnCtx *c, const char *path) {
     FILE *quiet = fopen("/dev/null", "w");
-    nn_ctx_init(c, quiet);
+    nn_ctx_setup(c, quiet);
     int file = nn_load_file(c, path);
     cr_assert_geq(file, 0, "cannot read %s", path);
     Model *m = NULL;
@@ -86,7 +86,7 @@ static uint32_t logistic_backward_nodes(int k) {
              "model logistic {\n input x[1];\n target y[1];\n param w = constant(0.3);\n"
              " o = s%d(sigmoid(w * x));\n output o;\n loss 0.5 * (o - y)^2;\n train sgd(lr = 0.01);\n}\n", k);
     NnCtx c;
-    nn_ctx_init(&c, stderr);
+    nn_ctx_setup(&c, stderr);
     Model *m = nn_frontend(&c, nn_add_source(&c, "logistic.nn", text, strlen(text)));
     cr_assert_not_null(m);
     uint32_t forward = ir_count_live(m);

@@ -272,7 +272,7 @@ static void train_three_steps(const char *reduce, const double want_w[3], const 
              "model m { input x[1]; target y[1]; param w = constant(0.2);\n"
              "output w * x; loss 0.5 * sum((w * x - y)^2); train sgd(lr = 0.1%s); }", reduce);
     NnCtx c;
-    nn_ctx_init(&c, stderr);
+    nn_ctx_setup(&c, stderr);
     Model *m = nn_frontend(&c, nn_add_source(&c, "m.nn", src, strlen(src)));
     cr_assert(m);
     cr_assert(ir_build_train_step(&c, m));

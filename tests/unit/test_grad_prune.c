@@ -256,7 +256,7 @@ Test(prune, logistic_map_gradient_matches_finite_differences) {
 // ---- The pipeline
 
 static Model *pipeline_model(NnCtx *c, bool no_prune, const char *dump) {
-    nn_ctx_init(c, stderr);
+    nn_ctx_setup(c, stderr);
     c->opt.no_prune = no_prune;
     c->opt.dump_after = dump;
     Model *m = mlp_cross_entropy(&c->arena);

@@ -207,7 +207,7 @@ Test(grad_dot, dead_nodes_are_left_out) {
 
 static char *stats_of_source(const char *src) {
     NnCtx c;
-    nn_ctx_init(&c, stderr);
+    nn_ctx_setup(&c, stderr);
     Model *m = nn_frontend(&c, nn_add_source(&c, "m.nn", src, strlen(src)));
     cr_assert(m, "front end failed on:\n%s", src);
     Model fwd = *m;                     // the forward roots, before the pipeline remaps them

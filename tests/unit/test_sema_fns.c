@@ -17,7 +17,7 @@ static Result *compile_text_as(const char *src, EmitKind emit) {
     static Result r;
     memset(&r, 0, sizeof r);
     FILE *out = open_memstream(&r.diag, &r.diag_len);
-    nn_ctx_init(&r.c, out);
+    nn_ctx_setup(&r.c, out);
     r.c.opt.emit = emit;
     if (!setjmp(r.c.fatal)) {
         int f = nn_add_source(&r.c, "t.nn", src, strlen(src));

@@ -21,7 +21,7 @@ typedef struct Compiled {
 static Compiled *try_compile_text(const char *src, char **diag) {
     Compiled *volatile r = calloc(1, sizeof *r);
     r->out = open_memstream(&r->diag, &r->diag_len);
-    nn_ctx_init(&r->c, r->out);
+    nn_ctx_setup(&r->c, r->out);
     int f = nn_add_source(&r->c, "t.nn", src, strlen(src));
     if (setjmp(r->c.fatal) == 0)
         r->m = nn_frontend(&r->c, f);

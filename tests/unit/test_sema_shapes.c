@@ -16,7 +16,7 @@ static Result *compile_text(const char *src) {
     static Result r;
     memset(&r, 0, sizeof r);
     FILE *out = open_memstream(&r.diag, &r.diag_len);
-    nn_ctx_init(&r.c, out);
+    nn_ctx_setup(&r.c, out);
     if (!setjmp(r.c.fatal)) {
         int f = nn_add_source(&r.c, "t.nn", src, strlen(src));
         r.m = nn_frontend(&r.c, f);
