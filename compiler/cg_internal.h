@@ -83,6 +83,7 @@ typedef struct Cg {
     LLVMValueRef       *base;        // n_nodes: float* of each buffer in this kernel
     LLVMValueRef        epi_value;   // the product's value inside a matmul epilogue
     LLVMValueRef        pack_buf;    // the kernel's GEMM packing buffer (cg_matmul.c), or NULL
+    LLVMValueRef        a_rt;        // the kernel's nnrt_model *rt (threads for nnrt_sgemm)
 } Cg;
 
 _Noreturn void cg_bug(Cg *c, const char *fmt, ...) NN_PRINTF(2, 3);

@@ -364,6 +364,35 @@ static void emit_matmul_epilogue(Cg *c, NodeId id, NodeId mm) {
     cg_emit_matmul(c, &g);
 }
 
+// Several elementwise nodes of one shape, invariant (not per sample), each
+// reading every buffer at its own index ("flat"): they can share one loop, each
+// computed and stored in turn at index i. In apply this is the optimiser's
+// update of one parameter: the new state and the new parameter in one pass
+// (v[i] = 0.9 v[i] + g[i]; p[i] -= lr v[i]) instead of one loop per store.
+// Safe because every read is at the index being written: a member reading an
+// earlier member's buffer sees this iteration's value, and the memory plan
+// only lets a buffer reuse the place of one whose last reader is earlier.
+static bool groupable(Cg *c, NodeId id) {
+    const Node *nd = node(c, id);
+    if (!cg_is_elementwise(nd->op) || per_sample(c, id) || ir_numel(nd->shape) <= 1 || fused_matmul(c, id))
+        return false;
+    bool flat = true, collapse = false;
+    for (int i = 0; i < nd->n_args; i++)
+        analyse_tree(c, nd->arg[i], nd->shape, &flat, &collapse);
+    return flat;
+}
+
+static void emit_elementwise_group(Cg *c, const NodeId *ids, int n) {
+    Iter it = { .is = node(c, ids[0])->shape, .flat = true };
+    CgLoop l;
+    it.flat_ix = cg_loop_begin(c, &l, cg_i(c, ir_numel(it.is)), "eg");
+    for (int k = 0; k < n; k++) {
+        LLVMValueRef v = elem_compute(c, ids[k], &it);
+        cg_store(c, v, cg_gep(c, c->base[ids[k]], elem_offset(c, ids[k], &it)));
+    }
+    cg_loop_end(c, &l);
+}
+
 static void emit_elementwise(Cg *c, NodeId id) {
     const Node *nd = node(c, id);
     NodeId mm = fused_matmul(c, id);
@@ -1081,6 +1110,7 @@ static LLVMValueRef emit_kernel(Cg *c, CgKernelKind kind) {
     LLVMPositionBuilderAtEnd(c->ab, c->alloca_bb);
     LLVMPositionBuilderAtEnd(c->b, start);
     c->a_params = LLVMGetParam(fn, 1);
+    c->a_rt = LLVMGetParam(fn, 0);
     c->a_x = c->a_y = c->a_out = c->a_grad = c->a_state = c->a_grad_in = NULL;
     c->batch = c->lr = c->step = c->inv_batch = NULL;
     c->pack_buf = NULL;
@@ -1114,10 +1144,32 @@ static LLVMValueRef emit_kernel(Cg *c, CgKernelKind kind) {
     if (kind != CG_K_APPLY)
         c->inv_batch = fdiv(c, cg_f(c, 1), LLVMBuildSIToFP(c->b, c->batch, c->f32, ""));
     compute_bases(c);
+    NodeId group[16];
     for (NodeId id = 1; id < c->g->n_nodes; id++) {
         uint8_t st = c->kp->storage[id];
-        if (st == CG_ST_SCRATCH || st == CG_ST_DEST)
+        if (st != CG_ST_SCRATCH && st != CG_ST_DEST)
+            continue;
+        int ng = 0;
+        NodeId last = id;
+        if (kind == CG_K_APPLY && c->nc->opt.opt_level >= 1 && groupable(c, id)) {
+            // the next emitted nodes of the same shape join id's loop
+            group[ng++] = id;
+            for (NodeId j = id + 1; j < c->g->n_nodes && ng < (int)NN_COUNTOF(group); j++) {
+                uint8_t sj = c->kp->storage[j];
+                if (sj != CG_ST_SCRATCH && sj != CG_ST_DEST)
+                    continue;
+                if (!ir_shape_eq(node(c, j)->shape, node(c, id)->shape) || !groupable(c, j))
+                    break;
+                group[ng++] = j;
+                last = j;
+            }
+        }
+        if (ng > 1) {
+            emit_elementwise_group(c, group, ng);
+            id = last;
+        } else {
             emit_node(c, id);
+        }
     }
     switch (kind) {
     case CG_K_GRAD:

@@ -9,7 +9,11 @@
 // that the innermost loop runs over unit strides and LLVM's loop vectoriser
 // turns it into full-width vector code. Register-blocked micro-kernels
 // (issue 6) replace the bodies here without touching the callers.
+#include <stddef.h>
+#include <stdlib.h>
+
 #include "cg_internal.h"
+#include "nnrt.h"
 
 static LLVMValueRef at(Cg *c, LLVMValueRef base, LLVMValueRef i, int64_t rs, LLVMValueRef j, int64_t cs) {
     LLVMValueRef off = LLVMBuildAdd(c->b, LLVMBuildMul(c->b, i, cg_i(c, rs), ""),
@@ -274,7 +278,7 @@ static bool gemm_dot_blocked(Cg *c, const CgGemm *g) {
     return true;
 }
 
-void cg_emit_matmul(Cg *c, const CgGemm *g) {
+static void emit_inline(Cg *c, const CgGemm *g) {
     if (g->epilogue) {   // dot products only: each C(i,j) is complete when stored
         if (!(c->nc->opt.opt_level >= 2 && gemm_dot_blocked(c, g)))
             gemm_dot(c, g);
@@ -287,4 +291,156 @@ void cg_emit_matmul(Cg *c, const CgGemm *g) {
         gemm_axpy(c, g);
     else
         gemm_dot(c, g);      // any strides; vectorises when a_cs == b_rs == 1
+}
+
+// ---- Large products: a call to the runtime's packed, threaded nnrt_sgemm.
+//
+// A product of at least CG_SGEMM_MIN_MACS multiply-adds (m * n * k), or of at
+// least CG_SGEMM_MIN_MACS_MT when the model runs on more than one thread,
+// calls nnrt_sgemm (runtime/gemm.c: packed A and B, 12x32 AVX-512
+// micro-kernel, columns of C split over the model's threads, the same bits
+// for any thread count); a smaller one runs the inline kernels above (no
+// call, no packing: they win on small products). The test is made at run
+// time when the batch is one of m, n, k, or the thread count matters. The
+// thresholds were chosen by measurement (docs/performance.md);
+// NNC_SGEMM_MIN_MACS in the compiler's environment sets both (0: never call
+// nnrt_sgemm; 1: always; for tests and measurements).
+#define CG_SGEMM_MIN_MACS    (INT64_C(1) << 24)
+#define CG_SGEMM_MIN_MACS_MT (INT64_C(1) << 22)
+
+static void sgemm_min_macs(int64_t *one, int64_t *many) {
+    const char *e = getenv("NNC_SGEMM_MIN_MACS");
+    *one = CG_SGEMM_MIN_MACS, *many = CG_SGEMM_MIN_MACS_MT;
+    if (e && *e) {
+        long long v = strtoll(e, NULL, 10);
+        *one = *many = v <= 0 ? INT64_MAX : (int64_t)v;
+    }
+}
+
+// nnrt_sgemm's (transpose, leading dimension) for an operand with strides
+// (rs, cs): row-major (cs = 1) or transposed (rs = 1); false otherwise.
+static bool blas_operand(int64_t rs, int64_t cs, int *t, int64_t *ld) {
+    if (cs == 1 && rs > 1) {
+        *t = 0, *ld = rs;
+        return true;
+    }
+    if (rs == 1 && cs > 1) {
+        *t = 1, *ld = cs;
+        return true;
+    }
+    return false;
+}
+
+static LLVMValueRef sgemm_fn(Cg *c, LLVMTypeRef *ft) {
+    LLVMTypeRef p = c->ptr, i32 = c->i32, i64 = c->i64, f = c->f32;
+    LLVMTypeRef params[14] = { p, i32, i32, i64, i64, i64, f, p, i64, p, i64, f, p, i64 };
+    *ft = LLVMFunctionType(c->void_t, params, 14, 0);
+    LLVMValueRef fn = LLVMGetNamedFunction(c->mod, "nnrt_sgemm");
+    if (!fn) {
+        fn = LLVMAddFunction(c->mod, "nnrt_sgemm", *ft);
+        LLVMSetVisibility(fn, LLVMHiddenVisibility);
+    }
+    return fn;
+}
+
+// C = A B (beta 0) or C += A B through nnrt_sgemm; with an epilogue, C is the
+// epilogue node's own buffer ([m][n]) and a loop then applies the epilogue
+// in place (each element read once, then overwritten by its consumer's value).
+static void emit_sgemm(Cg *c, const CgGemm *g, int ta, int64_t lda, int tb, int64_t ldb,
+                       LLVMValueRef cbuf, int64_t ldc) {
+    LLVMTypeRef ft;
+    LLVMValueRef fn = sgemm_fn(c, &ft);
+    LLVMValueRef args[14] = {
+        c->a_rt, LLVMConstInt(c->i32, (unsigned)ta, 0), LLVMConstInt(c->i32, (unsigned)tb, 0),
+        g->m, g->n, g->k, cg_f(c, 1), g->a, cg_i(c, lda), g->b, cg_i(c, ldb),
+        cg_f(c, g->accumulate && !g->epilogue ? 1 : 0), cbuf, cg_i(c, ldc),
+    };
+    LLVMBuildCall2(c->b, ft, fn, args, 14, "");
+    if (!g->epilogue)
+        return;
+    CgLoop li, lj;
+    LLVMValueRef i = cg_loop_begin(c, &li, g->m, "se.i");
+    LLVMValueRef j = cg_loop_begin(c, &lj, g->n, "se.j");
+    LLVMValueRef v = cg_load(c, cg_gep(c, cbuf, LLVMBuildAdd(c->b, mul_i(c, i, ldc), j, "")));
+    g->epilogue(c, g, i, j, v);
+    cg_loop_end(c, &lj);
+    cg_loop_end(c, &li);
+}
+
+// Routes g to nnrt_sgemm when it is large (a run-time branch when the batch is
+// one of m, n, k); false when it never can be.
+static bool try_sgemm(Cg *c, const CgGemm *g) {
+    int ta, tb;
+    int64_t lda, ldb, ldc = g->c_rs;
+    if (c->nc->opt.opt_level < 2 || !c->a_rt || !blas_operand(g->a_rs, g->a_cs, &ta, &lda) ||
+        !blas_operand(g->b_rs, g->b_cs, &tb, &ldb))
+        return false;
+    LLVMValueRef cbuf = g->c;
+    int64_t n = 0;
+    if (g->epilogue) {   // C must be the consumer's [m][n] buffer, at absolute (i, j)
+        const Node *e = &c->g->nodes[g->epi_node];
+        if (g->i_off || g->j_off || !const_of(g->n, &n) || !(e->flags & IR_F_BATCH) ||
+            ir_numel(e->shape) != n || !c->base[g->epi_node])
+            return false;
+        cbuf = c->base[g->epi_node];
+        ldc = n;
+    } else if (g->accumulate && ldc < 1) {
+        return false;
+    }
+    if (!cbuf)
+        return false;
+    int64_t min1, min_mt, known = 1, v;
+    sgemm_min_macs(&min1, &min_mt);
+    int n_runtime = 0;
+    LLVMValueRef dims[3] = { g->m, g->n, g->k };
+    for (int d = 0; d < 3; d++) {
+        if (const_of(dims[d], &v))
+            known *= v;
+        else
+            n_runtime++;
+    }
+    if (min_mt == INT64_MAX || (n_runtime == 0 && known < min_mt) ||
+        (n_runtime > 0 && (double)known * 4096 < (double)min_mt))   // not even at batch 4096
+        return false;
+    if (n_runtime == 0 && known >= min1) {
+        emit_sgemm(c, g, ta, lda, tb, ldb, cbuf, ldc);
+        return true;
+    }
+    // macs >= min1 || (rt && rt->threads > 1 && macs >= min_mt)
+    LLVMValueRef macs = LLVMBuildMul(c->b, LLVMBuildMul(c->b, g->m, g->n, ""), g->k, "");
+    LLVMValueRef thr_p = LLVMBuildGEP2(c->b, c->i8, c->a_rt, (LLVMValueRef[]){ cg_i(c, offsetof(nnrt_model, threads)) },
+                                       1, "");
+    LLVMValueRef has_rt = LLVMBuildICmp(c->b, LLVMIntNE, c->a_rt, LLVMConstNull(c->ptr), "");
+    LLVMBasicBlockRef test_bb = LLVMGetInsertBlock(c->b);
+    LLVMBasicBlockRef load_bb = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "mm.thr");
+    LLVMBasicBlockRef pick_bb = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "mm.pick");
+    LLVMBuildCondBr(c->b, has_rt, load_bb, pick_bb);
+    LLVMPositionBuilderAtEnd(c->b, load_bb);
+    LLVMValueRef thr = LLVMBuildLoad2(c->b, c->i32, thr_p, "threads");
+    LLVMBuildBr(c->b, pick_bb);
+    LLVMPositionBuilderAtEnd(c->b, pick_bb);
+    LLVMValueRef t = LLVMBuildPhi(c->b, c->i32, "t");
+    LLVMValueRef one = LLVMConstInt(c->i32, 1, 0);
+    LLVMAddIncoming(t, (LLVMValueRef[]){ one, thr }, (LLVMBasicBlockRef[]){ test_bb, load_bb }, 2);
+    LLVMValueRef multi = LLVMBuildICmp(c->b, LLVMIntSGT, t, one, "");
+    LLVMValueRef big1 = LLVMBuildICmp(c->b, LLVMIntSGE, macs, cg_i(c, min1), "");
+    LLVMValueRef big_mt = LLVMBuildAnd(c->b, multi, LLVMBuildICmp(c->b, LLVMIntSGE, macs, cg_i(c, min_mt), ""), "");
+    LLVMValueRef use = LLVMBuildOr(c->b, big1, big_mt, "");
+    LLVMBasicBlockRef big = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "mm.sgemm");
+    LLVMBasicBlockRef small = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "mm.inline");
+    LLVMBasicBlockRef join = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "mm.done");
+    LLVMBuildCondBr(c->b, use, big, small);
+    LLVMPositionBuilderAtEnd(c->b, big);
+    emit_sgemm(c, g, ta, lda, tb, ldb, cbuf, ldc);
+    LLVMBuildBr(c->b, join);
+    LLVMPositionBuilderAtEnd(c->b, small);
+    emit_inline(c, g);
+    LLVMBuildBr(c->b, join);
+    LLVMPositionBuilderAtEnd(c->b, join);
+    return true;
+}
+
+void cg_emit_matmul(Cg *c, const CgGemm *g) {
+    if (!try_sgemm(c, g))
+        emit_inline(c, g);
 }

@@ -26,9 +26,15 @@
 
 #define MR 12
 #define NR 32
+#ifndef KC
 #define KC 256
+#endif
+#ifndef MC
 #define MC 96        // rows of A per packed block (a multiple of MR)
+#endif
+#ifndef NC
 #define NC 1024      // columns of B per packed block (a multiple of NR)
+#endif
 
 typedef struct Gemm {
     bool         ta, tb;
@@ -46,6 +52,53 @@ static inline float b_at(const Gemm *g, int64_t k, int64_t j) {
     return g->tb ? g->B[j * g->ldb + k] : g->B[k * g->ldb + j];
 }
 
+#if defined(__x86_64__)
+// r[0..15] (16 rows of 16 floats) transposed in registers: afterwards r[k]
+// holds element k of every input row.
+__attribute__((target("avx512f"))) static inline void transpose16(__m512 r[16]) {
+    __m512 t[16];
+    for (int i = 0; i < 16; i += 2) {
+        t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 16; i += 4) {
+        r[i] = _mm512_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(1, 0, 1, 0));
+        r[i + 1] = _mm512_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(3, 2, 3, 2));
+        r[i + 2] = _mm512_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(1, 0, 1, 0));
+        r[i + 3] = _mm512_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(3, 2, 3, 2));
+    }
+    for (int h = 0; h < 16; h += 8)
+        for (int i = 0; i < 4; i++) {
+            t[h + i] = _mm512_shuffle_f32x4(r[h + i], r[h + i + 4], 0x88);
+            t[h + i + 4] = _mm512_shuffle_f32x4(r[h + i], r[h + i + 4], 0xdd);
+        }
+    for (int i = 0; i < 8; i++) {
+        r[i] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0x88);
+        r[i + 8] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0xdd);
+    }
+}
+
+// `rows` (<= 16) source rows of which element k goes to out[k * ld + row],
+// for k in [0, kc16), kc16 a multiple of 16: 16 x 16 blocks transposed in
+// registers, `rows` lanes stored per k (masked).
+__attribute__((target("avx512f"))) static void pack_transposed(const float *src, int64_t lds, int rows,
+                                                               int64_t kc16, float *out, int64_t ld) {
+    __mmask16 keep = (__mmask16)((1u << rows) - 1);
+    for (int64_t k = 0; k < kc16; k += 16) {
+        __m512 r[16];
+        for (int i = 0; i < 16; i++) r[i] = i < rows ? _mm512_loadu_ps(src + i * lds + k) : _mm512_setzero_ps();
+        transpose16(r);
+        for (int i = 0; i < 16; i++) _mm512_mask_storeu_ps(out + (k + i) * ld, keep, r[i]);
+    }
+}
+
+static bool have_avx512(void) {
+    static int have = -1;
+    if (have < 0) have = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma");
+    return have;
+}
+#endif
+
 // Packs rows [i0, i0+mc) x [k0, k0+kc) of op(A) as MR-row panels, k-major
 // inside a panel: panel[k * MR + r]; rows past M are zero.
 static void pack_a(const Gemm *g, int64_t i0, int64_t mc, int64_t k0, int64_t kc, float *out) {
@@ -61,10 +114,20 @@ static void pack_a(const Gemm *g, int64_t i0, int64_t mc, int64_t k0, int64_t kc
             }
             continue;
         }
-        // row by row: each source row is read sequentially
+        // row by row: each source row is read sequentially (prefetched first)
+        for (int64_t r = 0; r < rows; r++)
+            for (int64_t k = 0; k < kc; k += 16)
+                __builtin_prefetch(g->A + (i0 + p + r) * g->lda + k0 + k);
+        int64_t k_done = 0;
+#if defined(__x86_64__)
+        if (have_avx512()) {   // 16 x 16 blocks through registers (12 rows used)
+            k_done = kc / 16 * 16;
+            pack_transposed(g->A + (i0 + p) * g->lda + k0, g->lda, (int)rows, k_done, panel, MR);
+        }
+#endif
         for (int64_t r = 0; r < rows; r++) {
             const float *src = g->A + (i0 + p + r) * g->lda + k0;
-            for (int64_t k = 0; k < kc; k++) panel[k * MR + r] = src[k];
+            for (int64_t k = k_done; k < kc; k++) panel[k * MR + r] = src[k];
         }
         for (int64_t r = rows; r < MR; r++)
             for (int64_t k = 0; k < kc; k++) panel[k * MR + r] = 0;
@@ -78,9 +141,22 @@ static void pack_b(const Gemm *g, int64_t k0, int64_t kc, int64_t j0, int64_t nc
         float *panel = out + q * kc;
         int64_t cols = nc - q < NR ? nc - q : NR;
         if (g->tb) {   // op(B) = B^T: column c is a contiguous row of B
+            // Touch every line first so that the misses of the 32 rows overlap.
+            for (int64_t c = 0; c < cols; c++)
+                for (int64_t k = 0; k < kc; k += 16)
+                    __builtin_prefetch(g->B + (j0 + q + c) * g->ldb + k0 + k);
+            int64_t k_done = 0;
+#if defined(__x86_64__)
+            if (have_avx512()) {   // two 16 x 16 blocks through registers
+                k_done = kc / 16 * 16;
+                for (int64_t h = 0; h < cols; h += 16)
+                    pack_transposed(g->B + (j0 + q + h) * g->ldb + k0, g->ldb, (int)(cols - h < 16 ? cols - h : 16),
+                                    k_done, panel + h, NR);
+            }
+#endif
             for (int64_t c = 0; c < cols; c++) {
                 const float *src = g->B + (j0 + q + c) * g->ldb + k0;
-                for (int64_t k = 0; k < kc; k++) panel[k * NR + c] = src[k];
+                for (int64_t k = k_done; k < kc; k++) panel[k * NR + c] = src[k];
             }
             for (int64_t c = cols; c < NR; c++)
                 for (int64_t k = 0; k < kc; k++) panel[k * NR + c] = 0;
@@ -99,20 +175,41 @@ static void pack_b(const Gemm *g, int64_t k0, int64_t kc, int64_t j0, int64_t nc
     }
 }
 
-// tile[MR][NR] = sum over k of a_panel[k][r] * b_panel[k][c]: the portable kernel.
-static void kernel_generic(int64_t kc, const float *ap, const float *bp, float *tile) {
-    memset(tile, 0, MR * NR * sizeof(float));
+// The micro-kernel computes T = sum over k of a_panel[k][r] * b_panel[k][c]
+// (an MR x NR tile) and then either writes it to C (store: C = T), adds it
+// (C += T), or, for a tile past the edges of C, writes it into `tile`.
+typedef enum { TILE_STORE, TILE_ADD, TILE_BUF } TileMode;
+
+// The portable kernel.
+static void kernel_generic(int64_t kc, const float *ap, const float *bp, float *c, int64_t ldc, int mode) {
+    float t[MR * NR];
+    memset(t, 0, sizeof t);
     for (int64_t k = 0; k < kc; k++)
         for (int r = 0; r < MR; r++) {
             float a = ap[k * MR + r];
-            for (int c = 0; c < NR; c++) tile[r * NR + c] += a * bp[k * NR + c];
+            for (int j = 0; j < NR; j++) t[r * NR + j] += a * bp[k * NR + j];
+        }
+    for (int r = 0; r < MR; r++)
+        for (int j = 0; j < NR; j++) {
+            float *d = c + r * (mode == TILE_BUF ? NR : ldc) + j;
+            *d = mode == TILE_ADD ? *d + t[r * NR + j] : t[r * NR + j];
         }
 }
 
 #if defined(__x86_64__)
+// 24 accumulators (12 rows x 2 vectors of 16); per k, 2 loads of B, 12
+// broadcasts of A, 24 FMAs. C's rows (a cache line pair each, often 4 KB
+// apart and out of L2) are prefetched at the start so that the misses
+// overlap the k loop instead of stalling the stores at the end.
 __attribute__((target("avx512f,fma")))
-static void kernel_avx512(int64_t kc, const float *ap, const float *bp, float *tile) {
+static void kernel_avx512(int64_t kc, const float *ap, const float *bp, float *c, int64_t ldc, int mode) {
     __m512 c0[MR], c1[MR];
+    int64_t ld = mode == TILE_BUF ? NR : ldc;
+    if (mode != TILE_BUF)
+        for (int r = 0; r < MR; r++) {
+            _mm_prefetch((const char *)(c + r * ld), _MM_HINT_T0);
+            _mm_prefetch((const char *)(c + r * ld + 16), _MM_HINT_T0);
+        }
     for (int r = 0; r < MR; r++) c0[r] = c1[r] = _mm512_setzero_ps();
     for (int64_t k = 0; k < kc; k++) {
         __m512 b0 = _mm512_load_ps(bp + k * NR), b1 = _mm512_load_ps(bp + k * NR + 16);
@@ -123,15 +220,22 @@ static void kernel_avx512(int64_t kc, const float *ap, const float *bp, float *t
             c1[r] = _mm512_fmadd_ps(a, b1, c1[r]);
         }
     }
+    if (mode == TILE_ADD) {
+#pragma GCC unroll 12
+        for (int r = 0; r < MR; r++) {
+            c0[r] = _mm512_add_ps(_mm512_loadu_ps(c + r * ld), c0[r]);
+            c1[r] = _mm512_add_ps(_mm512_loadu_ps(c + r * ld + 16), c1[r]);
+        }
+    }
 #pragma GCC unroll 12
     for (int r = 0; r < MR; r++) {
-        _mm512_store_ps(tile + r * NR, c0[r]);
-        _mm512_store_ps(tile + r * NR + 16, c1[r]);
+        _mm512_storeu_ps(c + r * ld, c0[r]);
+        _mm512_storeu_ps(c + r * ld + 16, c1[r]);
     }
 }
 #endif
 
-typedef void (*KernelFn)(int64_t, const float *, const float *, float *);
+typedef void (*KernelFn)(int64_t, const float *, const float *, float *, int64_t, int);
 
 static KernelFn pick_kernel(void) {
 #if defined(__x86_64__)
@@ -140,34 +244,48 @@ static KernelFn pick_kernel(void) {
     return kernel_generic;
 }
 
-// C[i0.., j0..] += alpha * tile, for the valid rows and columns.
-static void add_tile(const Gemm *g, int64_t i0, int64_t j0, const float *tile) {
+// C[i0.., j0..] (+)= alpha * tile, for the valid rows and columns.
+static void put_tile(const Gemm *g, int64_t i0, int64_t j0, const float *tile, bool add) {
     int64_t rows = g->M - i0 < MR ? g->M - i0 : MR;
     int64_t cols = g->N - j0 < NR ? g->N - j0 : NR;
     for (int64_t r = 0; r < rows; r++) {
         float *c = g->C + (i0 + r) * g->ldc + j0;
         const float *t = tile + r * NR;
-        for (int64_t k = 0; k < cols; k++) c[k] += g->alpha * t[k];
+        if (add) for (int64_t k = 0; k < cols; k++) c[k] += g->alpha * t[k];
+        else for (int64_t k = 0; k < cols; k++) c[k] = g->alpha * t[k];
     }
 }
 
 // The columns [j_begin, j_end) of C (and all rows), with this thread's buffers.
-static void gemm_columns(const Gemm *g, int64_t j_begin, int64_t j_end, float *abuf, float *bbuf) {
+// `overwrite`: C's old values are ignored (beta = 0), so the first block of K
+// stores its tiles instead of adding them (no pre-pass over C).
+static void gemm_columns(const Gemm *g, int64_t j_begin, int64_t j_end, float *abuf, float *bbuf,
+                         bool overwrite) {
     static KernelFn kernel;
     if (!kernel) kernel = pick_kernel();
     _Alignas(64) float tile[MR * NR];
+    // K in equal blocks of at most KC (784 = 4 x 196, not 3 x 256 + 16: a
+    // short last block costs a pass over C for little work)
+    int64_t nkb = (g->K + KC - 1) / KC, kcb = (g->K + nkb - 1) / nkb;
     for (int64_t jc = j_begin; jc < j_end; jc += NC) {
         int64_t nc = j_end - jc < NC ? j_end - jc : NC;
-        for (int64_t pc = 0; pc < g->K; pc += KC) {
-            int64_t kc = g->K - pc < KC ? g->K - pc : KC;
+        for (int64_t pc = 0; pc < g->K; pc += kcb) {
+            int64_t kc = g->K - pc < kcb ? g->K - pc : kcb;
+            bool add = !(overwrite && pc == 0);
             pack_b(g, pc, kc, jc, nc, bbuf);
             for (int64_t ic = 0; ic < g->M; ic += MC) {
                 int64_t mc = g->M - ic < MC ? g->M - ic : MC;
                 pack_a(g, ic, mc, pc, kc, abuf);
                 for (int64_t jr = 0; jr < nc; jr += NR)
                     for (int64_t ir = 0; ir < mc; ir += MR) {
-                        kernel(kc, abuf + ir * kc, bbuf + jr * kc, tile);
-                        add_tile(g, ic + ir, jc + jr, tile);
+                        int64_t i0 = ic + ir, j0 = jc + jr;
+                        if (g->alpha == 1 && i0 + MR <= g->M && j0 + NR <= j_end) {
+                            kernel(kc, abuf + ir * kc, bbuf + jr * kc, g->C + i0 * g->ldc + j0, g->ldc,
+                                   add ? TILE_ADD : TILE_STORE);
+                            continue;
+                        }
+                        kernel(kc, abuf + ir * kc, bbuf + jr * kc, tile, NR, TILE_BUF);
+                        put_tile(g, i0, j0, tile, add);
                     }
             }
         }
@@ -184,6 +302,7 @@ static void scale_c(const Gemm *g, float beta) {
 
 typedef struct GemmJob {
     const Gemm *g;
+    bool        overwrite;    // beta = 0: the first K block stores
     int64_t     n_blocks;     // column blocks of NR handed out to threads
 } GemmJob;
 
@@ -230,12 +349,12 @@ static void gemm_block_range(void *ctx, int64_t begin, int64_t end) {
             for (int64_t j = begin * NR; j < end * NR && j < g->N; j++) {
                 float s = 0;
                 for (int64_t k = 0; k < g->K; k++) s += a_at(g, i, k) * b_at(g, k, j);
-                g->C[i * g->ldc + j] += g->alpha * s;
+                g->C[i * g->ldc + j] = (job->overwrite ? 0 : g->C[i * g->ldc + j]) + g->alpha * s;
             }
         return;
     }
     int64_t j1 = end * NR < g->N ? end * NR : g->N;
-    gemm_columns(g, begin * NR, j1, pb->a, pb->b);
+    gemm_columns(g, begin * NR, j1, pb->a, pb->b, job->overwrite);
 }
 
 void nnrt_sgemm(nnrt_model *rt, int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha,
@@ -243,9 +362,13 @@ void nnrt_sgemm(nnrt_model *rt, int ta, int tb, int64_t M, int64_t N, int64_t K,
                 float *C, int64_t ldc) {
     Gemm g = { ta != 0, tb != 0, M, N, K, alpha, A, lda, B, ldb, C, ldc };
     if (M <= 0 || N <= 0) return;
-    if (beta != 1) scale_c(&g, beta);
-    if (K <= 0 || alpha == 0) return;
-    GemmJob job = { &g, (N + NR - 1) / NR };
+    if (K <= 0 || alpha == 0) {
+        if (beta != 1) scale_c(&g, beta);
+        return;
+    }
+    bool overwrite = beta == 0;
+    if (!overwrite && beta != 1) scale_c(&g, beta);
+    GemmJob job = { &g, overwrite, (N + NR - 1) / NR };
     if (rt && rt->threads > 1) nnrt_parallel_for(rt, gemm_block_range, &job, job.n_blocks);
     else gemm_block_range(&job, 0, job.n_blocks);
 }

@@ -6,7 +6,7 @@ t=$(mktemp -d)
 trap 'rm -rf "$t"' EXIT
 "$NNC" "$NNC_SOURCE_DIR/examples/xor.nn" -o "$t/xor_net.so"
 test -f "$t/xor_net.h"
-cc -std=c99 -Wall -Wextra -pedantic -Werror -I"$t" "$NNC_SOURCE_DIR/examples/embed/embed.c" \
+cc ${NNC_TEST_CFLAGS:-} -std=c99 -Wall -Wextra -pedantic -Werror -I"$t" "$NNC_SOURCE_DIR/examples/embed/embed.c" \
    "$t/xor_net.so" -Wl,-rpath,"$t" -o "$t/embed" -lm
 cd "$t"
 ./embed "$t/xor.safetensors" | tee "$t/out.txt"

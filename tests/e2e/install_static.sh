@@ -15,7 +15,7 @@ cd "$t"
 # The installed compiler finds the installed runtime (no build tree involved).
 NNC_BUILD_RUNTIME= "$t/prefix/bin/nnc" "$NNC_SOURCE_DIR/examples/xor.nn" -c -o xor_net.o
 test -f xor_net.h
-cc -std=c99 -Wall -Wextra -pedantic -Werror $(pkg-config --cflags nnrt) -I. \
+cc ${NNC_TEST_CFLAGS:-} -std=c99 -Wall -Wextra -pedantic -Werror $(pkg-config --cflags nnrt) -I. \
    "$NNC_SOURCE_DIR/examples/embed/embed.c" xor_net.o $(pkg-config --libs nnrt) -o embed
 ./embed "$t/xor.safetensors" | grep -q "reloaded model predicts the same"
 # The shared library built by the installed compiler links the installed runtime.
