@@ -4,40 +4,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "sema.h"
+#include "sema_test.h"
 
-typedef struct Result {
-    NnCtx   c;
-    Model  *m;
-    char   *diag;      // everything printed to the diagnostics stream
-    size_t  diag_len;
-} Result;
-
-static Result *compile_text_as(const char *src, EmitKind emit) {
-    static Result r;
-    memset(&r, 0, sizeof r);
-    FILE *out = open_memstream(&r.diag, &r.diag_len);
-    nn_ctx_setup(&r.c, out);
-    r.c.opt.emit = emit;
-    if (!setjmp(r.c.fatal)) {
-        int f = nn_add_source(&r.c, "t.nn", src, strlen(src));
-        r.m = nn_frontend(&r.c, f);
-    }
-    fclose(out);
-    return &r;
-}
-
-static Result *compile_text(const char *src) { return compile_text_as(src, EMIT_NONE); }
-
-static const Node *node(const Result *r, NodeId id) { return ir_get(r->m->g, id); }
-
-__attribute__((unused)) static const char *shape_of(const Result *r, Shape s) {
-    (void)r;
-    static char buf[4][64];
-    static int k;
-    k = (k + 1) % 4;
-    return ir_shape_str(s, buf[k], sizeof buf[k]);
-}
 
 Test(sema, fns_called_in_any_order_are_inlined) {
     Result *r = compile_text("model t { input x[3]; o = outer(x); output o; loss sum(o); train sgd(lr = 0.1); }\n"

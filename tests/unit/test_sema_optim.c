@@ -2,37 +2,8 @@
 #include <criterion/criterion.h>
 #include <string.h>
 
-#include "sema.h"
+#include "sema_test.h"
 
-typedef struct Result {
-    NnCtx   c;
-    Model  *m;
-    char   *diag;      // everything printed to the diagnostics stream
-    size_t  diag_len;
-} Result;
-
-static Result *compile_text(const char *src) {
-    static Result r;
-    memset(&r, 0, sizeof r);
-    FILE *out = open_memstream(&r.diag, &r.diag_len);
-    nn_ctx_setup(&r.c, out);
-    if (!setjmp(r.c.fatal)) {
-        int f = nn_add_source(&r.c, "t.nn", src, strlen(src));
-        r.m = nn_frontend(&r.c, f);
-    }
-    fclose(out);
-    return &r;
-}
-
-__attribute__((unused)) static const Node *node(const Result *r, NodeId id) { return ir_get(r->m->g, id); }
-
-__attribute__((unused)) static const char *shape_of(const Result *r, Shape s) {
-    (void)r;
-    static char buf[4][64];
-    static int k;
-    k = (k + 1) % 4;
-    return ir_shape_str(s, buf[k], sizeof buf[k]);
-}
 
 static Result *with_train(const char *train) {
     static char src[1024];

@@ -3,27 +3,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "sema.h"
-
-typedef struct Result {
-    NnCtx   c;
-    Model  *m;
-    char   *diag;      // everything printed to the diagnostics stream
-    size_t  diag_len;
-} Result;
-
-static Result *compile_text(const char *src) {
-    static Result r;
-    memset(&r, 0, sizeof r);
-    FILE *out = open_memstream(&r.diag, &r.diag_len);
-    nn_ctx_setup(&r.c, out);
-    if (!setjmp(r.c.fatal)) {
-        int f = nn_add_source(&r.c, "t.nn", src, strlen(src));
-        r.m = nn_frontend(&r.c, f);
-    }
-    fclose(out);
-    return &r;
-}
+#include "sema_test.h"
 
 // A model whose output is EXPR over x[X_DIMS].
 static Result *output_of(const char *x_dims, const char *expr) {
@@ -33,8 +13,6 @@ static Result *output_of(const char *x_dims, const char *expr) {
              "  o = %s;\n  output o; loss sum(o) * p; train sgd(lr = 0.1); }\n", x_dims, expr);
     return compile_text(src);
 }
-
-static const Node *node(const Result *r, NodeId id) { return ir_get(r->m->g, id); }
 
 static void assert_shape(const Result *r, NodeId id, const char *want) {
     char buf[64];
