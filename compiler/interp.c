@@ -59,7 +59,7 @@ static double softplus(double a) {
     return a > 0 ? a + log1p(exp(-a)) : log1p(exp(a));
 }
 
-static double eval_unary(IrOp op, double a, double imm) {
+double ir_eval_unary(IrOp op, double a, double imm) {
     switch (op) {
     case IR_NEG:        return -a;
     case IR_EXP:        return exp(a);
@@ -80,7 +80,7 @@ static double eval_unary(IrOp op, double a, double imm) {
     }
 }
 
-static double eval_binary(IrOp op, double a, double b) {
+double ir_eval_binary(IrOp op, double a, double b) {
     switch (op) {
     case IR_ADD: return a + b;
     case IR_SUB: return a - b;
@@ -260,11 +260,11 @@ static void eval_sample(const Interp *in, NodeId id, size_t s, double *out) {
     switch (ir_op_info[op].kind) {
     case IR_KIND_UNARY:
         for (size_t i = 0; i < numel; i++)
-            out[i] = eval_unary(op, a[i], n->imm);
+            out[i] = ir_eval_unary(op, a[i], n->imm);
         return;
     case IR_KIND_BINARY:
         for (size_t i = 0; i < numel; i++)
-            out[i] = eval_binary(op, a[broadcast_index(n->shape, sa, i)], b[broadcast_index(n->shape, sb, i)]);
+            out[i] = ir_eval_binary(op, a[broadcast_index(n->shape, sa, i)], b[broadcast_index(n->shape, sb, i)]);
         return;
     default:
         break;

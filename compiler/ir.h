@@ -196,6 +196,9 @@ typedef struct InterpArgs {
     const double *grad_in;      // param_count doubles, for GRAD_IN (NULL if unused)
     double        lr, step;
 } InterpArgs;
+// The scalar semantics of one elementwise op, in double (constant folding uses them too).
+double ir_eval_unary(IrOp op, double a, double imm);
+double ir_eval_binary(IrOp op, double a, double b);
 // Evaluates every node; returns per-node arrays (batch*numel for IR_F_BATCH nodes,
 // numel otherwise), allocated in `a`. Never recurses.
 double **ir_interp(const Model *m, const InterpArgs *args, Arena *a);

@@ -97,42 +97,6 @@ static bool fits(const Graph *g, NodeId r, const Node *n) {
     return ir_shape_eq(node(g, r)->shape, n->shape) && (bool)(node(g, r)->flags & IR_F_BATCH) == batch;
 }
 
-// The interpreter's scalar semantics (interp.c), for constant folding.
-static double fold_unary(IrOp op, double a, double imm) {
-    switch (op) {
-    case IR_NEG:        return -a;
-    case IR_EXP:        return exp(a);
-    case IR_LOG:        return log(a);
-    case IR_SQRT:       return sqrt(a);
-    case IR_ABS:        return fabs(a);
-    case IR_TANH:       return tanh(a);
-    case IR_SIGMOID:    return 1.0 / (1.0 + exp(-a));
-    case IR_RELU:       return a > 0 ? a : 0.0;
-    case IR_SOFTPLUS:   return a > 0 ? a + log1p(exp(-a)) : log1p(exp(a));
-    case IR_SIN:        return sin(a);
-    case IR_COS:        return cos(a);
-    case IR_SQUARE:     return a * a;
-    case IR_STEP:       return a > 0 ? 1.0 : 0.0;
-    case IR_SIGN:       return a > 0 ? 1.0 : a < 0 ? -1.0 : 0.0;
-    case IR_LEAKY_RELU: return a > 0 ? a : imm * a;
-    default:            nn_bug("simplify: '%s' is not unary", ir_op_info[op].name);
-    }
-}
-
-static double fold_binary(IrOp op, double a, double b) {
-    switch (op) {
-    case IR_ADD: return a + b;
-    case IR_SUB: return a - b;
-    case IR_MUL: return a * b;
-    case IR_DIV: return a / b;
-    case IR_POW: return pow(a, b);
-    case IR_MAX: return a >= b ? a : b;
-    case IR_MIN: return a <= b ? a : b;
-    case IR_GE:  return a >= b ? 1.0 : 0.0;
-    default:     nn_bug("simplify: '%s' is not binary", ir_op_info[op].name);
-    }
-}
-
 // The sum of `count` copies of c, when every partial sum is exact in double
 // (so any summation order gives c * count, as the interpreter would): c a
 // multiple of 2^-20 and |c * count| < 2^32 keep all partial sums within 53 bits.
@@ -151,11 +115,11 @@ static NodeId fold(Graph *g, const Node *n) {
     if (kind == IR_KIND_LEAF || !const_value(g, n->arg[0], &a))
         return 0;
     if (kind == IR_KIND_UNARY)
-        v = fold_unary((IrOp)n->op, a, n->imm);
+        v = ir_eval_unary((IrOp)n->op, a, n->imm);   // the interpreter's semantics
     else if (kind == IR_KIND_BINARY) {
         if (!const_value(g, n->arg[1], &b))
             return 0;
-        v = fold_binary((IrOp)n->op, a, b);
+        v = ir_eval_binary((IrOp)n->op, a, b);
     } else {
         int64_t count = ir_numel(node(g, n->arg[0])->shape) / (ir_numel(n->shape) ? ir_numel(n->shape) : 1);
         switch (n->op) {
