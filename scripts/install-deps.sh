@@ -2,7 +2,7 @@
 # Installs the Debian 12 packages nnc needs, only those that are missing.
 # Usage: scripts/install-deps.sh [extra packages...]
 set -e
-pkgs="flex bison llvm-19-dev libcriterion-dev cmake zlib1g-dev pkg-config gcc g++ make libcjson-dev python3-numpy dataset-fashion-mnist $*"
+pkgs="flex bison llvm-19-dev libcriterion-dev cmake zlib1g-dev pkg-config gcc g++ make libcjson-dev python3-numpy python3-torch dataset-fashion-mnist $*"
 missing=""
 for p in $pkgs; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"

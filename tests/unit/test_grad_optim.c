@@ -239,6 +239,44 @@ Test(grad_optim, adam_states_named_and_packed) {
     nn_arena_free(&a);
 }
 
+Test(grad_optim, adam_bias_correction_late_and_beta_zero) {
+    // The bias corrections 1 - beta^t are built as -expm1(t ln beta) (no float32 cancellation):
+    // check them against the plain formula at t = 1, 7, 250 and 100000 (where 1 - beta2^t
+    // is 1 to double precision), and with beta1 = 0 (no log of 0). From zero state, with g
+    // given, m = (1-b1) g, v = (1-b2) g^2, so the step is
+    // lr * ((1-b1) g / (1-b1^t)) / (sqrt((1-b2) g^2 / (1-b2^t)) + eps).
+    static const int ts[] = { 1, 7, 250, 100000 };
+    static const double beta1s[] = { 0.9, 0.0 };
+    for (size_t bi = 0; bi < 2; bi++)
+        for (size_t k = 0; k < sizeof ts / sizeof ts[0]; k++) {
+            Run r = { 0 };
+            IrOptimizer o = adam(0.01);
+            o.beta1 = beta1s[bi];
+            r.m = two_param_model(&r.arena, o);
+            memcpy(r.p, P0, sizeof r.p);     // zero state, the update of step t
+            InterpArgs args = { .batch = 1, .params = r.p, .state = r.state, .grad_in = G[0],
+                                .lr = 0.01, .step = ts[k] };
+            Arena scratch = { 0 };
+            double **v = ir_interp(r.m, &args, &scratch);
+            for (uint32_t s = 0; s < r.m->n_stores; s++) {
+                IrStore st = r.m->stores[s];
+                if (st.to_state)
+                    continue;
+                IrParam pa = r.m->params[st.index];
+                for (int64_t e = 0; e < ir_numel(pa.shape); e++) {
+                    double g = G[0][pa.offset + e], t = ts[k], b1 = beta1s[bi];
+                    double mh = (1 - b1) * g / (1 - pow(b1, t)), vh = (1 - 0.999) * g * g / (1 - pow(0.999, t));
+                    double want = P0[pa.offset + e] - 0.01 * mh / (sqrt(vh) + 1e-8);
+                    double got = v[st.value][e];
+                    cr_expect(fabs(got - want) <= 1e-14, "beta1 %g t %d: got %.17g want %.17g",
+                              b1, ts[k], got, want);
+                }
+            }
+            nn_arena_free(&scratch);
+            nn_arena_free(&r.arena);
+        }
+}
+
 Test(grad_optim, update_is_invariant) {
     // The update runs once per batch: no node it builds may vary with the sample.
     Arena a = { 0 };
