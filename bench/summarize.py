@@ -18,6 +18,7 @@ TARGETS = {  # (model, batch): minimum speed-up over PyTorch at 1 thread (issue 
     ("fashion_mlp", 64): 2, ("fashion_mlp", 256): 1.2, ("deep_sigmoid", 32): 5,
 }
 FANN_NAME = {"seed_2322": "seed_2322", "xor": "xor"}
+ANCHOR_PEAK = {1: 213.0, 2: 408.0}  # ../shared/anchors: the FMA loop on a quiet machine, GFLOP/s
 
 
 def load(folder):
@@ -60,8 +61,12 @@ def main(folder):
     print("Times are medians of per-repetition medians, in microseconds per step.\n")
     print(f"FMA peak (AVX-512, median of the start and end runs): "
           + ", ".join(f"{peak[t]:.0f} GFLOP/s at {t} thread{'s' if t > 1 else ''}" for t in sorted(peak)) + "\n")
-    print("| model | batch | threads | nnc us | PyTorch us | speed-up | target | nnc GFLOP/s | % of FMA peak |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("The FMA loop shares the machine with everything else running, so under load it")
+    print("measures less than the quiet-machine anchors (213 GFLOP/s on one core, 408 on two);")
+    print("both percentages are shown. GFLOP/s counts 6 x batch x params per step (the issue's")
+    print("convention; the first layer's input gradient, counted there, is never computed).\n")
+    print("| model | batch | threads | nnc us | PyTorch us | speed-up | target | nnc GFLOP/s | % of FMA peak (this run) | % of anchor peak |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for key in sorted(nnc, key=lambda k: (k[2], k[0], k[1])):
         model, batch, threads = key
         ours = median_of(nnc[key])
@@ -71,8 +76,12 @@ def main(folder):
         target = TARGETS.get((model, batch)) if threads == 1 else None
         ok = "" if target is None else (f"≥ {target}× " + ("✓" if theirs / ours >= target else "✗"))
         pk = peak.get(threads)
+        if model == "wide" and threads in ANCHOR_PEAK:
+            want = 80 if threads == 1 else 75
+            ok = f"≥ {want}% of peak " + ("✓" if 100 * gf / ANCHOR_PEAK[threads] >= want else "✗")
+        pk_run = f"{100 * gf / pk:.1f}%" if pk else "?"
         print(f"| {model} | {batch} | {threads} | {ours:.2f} | {theirs:.1f} | {theirs / ours:.2f}× | {ok} | "
-              f"{gf:.2f} | {100 * gf / pk:.1f}% |" if pk else "")
+              f"{gf:.2f} | {pk_run} | {100 * gf / ANCHOR_PEAK.get(threads, float('nan')):.1f}% |")
     if fann:
         print("\n## Against FANN (per training sample, 1 thread)\n")
         print("| model | batch | nnc us/sample | FANN us/sample (fann_train) | speed-up | target |")
@@ -87,7 +96,9 @@ def main(folder):
     for model, batch in (("wide", 256), ("fashion_mlp", 256)):
         a, b = nnc.get((model, batch, 1)), nnc.get((model, batch, 2))
         if a and b:
-            print(f"\n{model} at batch {batch}: 2 threads are {median_of(a) / median_of(b):.2f}× one thread (target ≥ 1.8×).")
+            r = median_of(a) / median_of(b)
+            print(f"\n{model} at batch {batch}: 2 threads are {r:.2f}× one thread (target ≥ 1.8× "
+                  + ("✓" if r >= 1.8 else "✗") + ").")
 
 
 if __name__ == "__main__":

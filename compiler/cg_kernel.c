@@ -1070,6 +1070,62 @@ static void set_noalias(Cg *c, LLVMValueRef fn, unsigned n_params) {
             LLVMAddAttributeAtIndex(fn, i + 1, LLVMCreateEnumAttribute(c->ctx, kind, 0));
 }
 
+// Models of at most this many parameters get a batch-1 copy of the grad, loss
+// and predict kernels (measured: docs/performance.md).
+#define CG_BATCH1_CLONE_PARAMS 4096
+
+// The kernel's computation from the current block to its return, for the
+// batch in c->batch.
+static void emit_body(Cg *c, CgKernelKind kind, LLVMTypeRef ret) {
+    if (kind != CG_K_APPLY)
+        c->inv_batch = fdiv(c, cg_f(c, 1), LLVMBuildSIToFP(c->b, c->batch, c->f32, ""));
+    compute_bases(c);
+    NodeId group[16];
+    for (NodeId id = 1; id < c->g->n_nodes; id++) {
+        uint8_t st = c->kp->storage[id];
+        if (st != CG_ST_SCRATCH && st != CG_ST_DEST)
+            continue;
+        int ng = 0;
+        NodeId last = id;
+        if (kind == CG_K_APPLY && c->nc->opt.opt_level >= 1 && groupable(c, id)) {
+            // the next emitted nodes of the same shape join id's loop
+            group[ng++] = id;
+            for (NodeId j = id + 1; j < c->g->n_nodes && ng < (int)NN_COUNTOF(group); j++) {
+                uint8_t sj = c->kp->storage[j];
+                if (sj != CG_ST_SCRATCH && sj != CG_ST_DEST)
+                    continue;
+                if (!ir_shape_eq(node(c, j)->shape, node(c, id)->shape) || !groupable(c, j))
+                    break;
+                group[ng++] = j;
+                last = j;
+            }
+        }
+        if (ng > 1) {
+            emit_elementwise_group(c, group, ng);
+            id = last;
+        } else {
+            emit_node(c, id);
+        }
+    }
+    switch (kind) {
+    case CG_K_GRAD:
+        finish_grad(c);
+        break;
+    case CG_K_PREDICT:
+        finish_predict(c);
+        break;
+    case CG_K_APPLY:
+        finish_apply(c);
+        break;
+    default:
+        break;
+    }
+    if (ret == c->void_t)
+        LLVMBuildRetVoid(c->b);
+    else
+        LLVMBuildRet(c->b, c->m->objective ? value_at(c, c->m->objective, NULL, cg_i(c, 0)) : cg_f(c, 0));
+}
+
 static LLVMValueRef emit_kernel(Cg *c, CgKernelKind kind) {
     static const char *names[] = { "grad", "loss", "predict", "apply" };
     LLVMTypeRef p = c->ptr;
@@ -1141,53 +1197,20 @@ static LLVMValueRef emit_kernel(Cg *c, CgKernelKind kind) {
     default:
         break;
     }
-    if (kind != CG_K_APPLY)
-        c->inv_batch = fdiv(c, cg_f(c, 1), LLVMBuildSIToFP(c->b, c->batch, c->f32, ""));
-    compute_bases(c);
-    NodeId group[16];
-    for (NodeId id = 1; id < c->g->n_nodes; id++) {
-        uint8_t st = c->kp->storage[id];
-        if (st != CG_ST_SCRATCH && st != CG_ST_DEST)
-            continue;
-        int ng = 0;
-        NodeId last = id;
-        if (kind == CG_K_APPLY && c->nc->opt.opt_level >= 1 && groupable(c, id)) {
-            // the next emitted nodes of the same shape join id's loop
-            group[ng++] = id;
-            for (NodeId j = id + 1; j < c->g->n_nodes && ng < (int)NN_COUNTOF(group); j++) {
-                uint8_t sj = c->kp->storage[j];
-                if (sj != CG_ST_SCRATCH && sj != CG_ST_DEST)
-                    continue;
-                if (!ir_shape_eq(node(c, j)->shape, node(c, id)->shape) || !groupable(c, j))
-                    break;
-                group[ng++] = j;
-                last = j;
-            }
-        }
-        if (ng > 1) {
-            emit_elementwise_group(c, group, ng);
-            id = last;
-        } else {
-            emit_node(c, id);
-        }
+    // Small models: a copy of the body for batch 1 (every loop bound a
+    // constant: the tiny nets become straight-line code), chosen at run time.
+    if (kind != CG_K_APPLY && c->nc->opt.opt_level >= 2 && c->m->param_count <= CG_BATCH1_CLONE_PARAMS) {
+        LLVMValueRef batch = c->batch;
+        LLVMBasicBlockRef one = LLVMAppendBasicBlockInContext(c->ctx, fn, "batch1");
+        LLVMBasicBlockRef any = LLVMAppendBasicBlockInContext(c->ctx, fn, "batchn");
+        LLVMBuildCondBr(c->b, LLVMBuildICmp(c->b, LLVMIntEQ, batch, cg_i(c, 1), ""), one, any);
+        LLVMPositionBuilderAtEnd(c->b, one);
+        c->batch = cg_i(c, 1);
+        emit_body(c, kind, ret);
+        LLVMPositionBuilderAtEnd(c->b, any);
+        c->batch = batch;
     }
-    switch (kind) {
-    case CG_K_GRAD:
-        finish_grad(c);
-        break;
-    case CG_K_PREDICT:
-        finish_predict(c);
-        break;
-    case CG_K_APPLY:
-        finish_apply(c);
-        break;
-    default:
-        break;
-    }
-    if (ret == c->void_t)
-        LLVMBuildRetVoid(c->b);
-    else
-        LLVMBuildRet(c->b, c->m->objective ? value_at(c, c->m->objective, NULL, cg_i(c, 0)) : cg_f(c, 0));
+    emit_body(c, kind, ret);
     LLVMPositionBuilderAtEnd(c->ab, c->alloca_bb);
     LLVMBuildBr(c->ab, start);
     return fn;

@@ -11,6 +11,7 @@
 // (issue 6) replace the bodies here without touching the callers.
 #include <stddef.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "cg_internal.h"
 #include "nnrt.h"
@@ -193,6 +194,50 @@ static bool gemm_axpy_blocked(Cg *c, const CgGemm *g) {
     return true;
 }
 
+// The DOT_MR * DOT_NR accumulators (vectors of 16) summed horizontally all at
+// once: 4 levels, each adding the two halves of every lane group of a pair of
+// vectors (two shuffles and an add per pair), 45 instructions for the 16 sums
+// instead of a separate log-depth reduction of each vector (about 8 each, on
+// one dependency chain). sums[r * DOT_NR + u]: the scalar of acc[r][u].
+// Only for 16 accumulators of 16 lanes (AVX-512); false otherwise.
+static bool reduce_tree(Cg *c, LLVMValueRef acc[DOT_MR][DOT_NR], LLVMValueRef *sums) {
+    enum { N = DOT_MR * DOT_NR };
+    if (vec_len(c) != N)
+        return false;
+    LLVMTypeRef vt = LLVMVectorType(c->f32, N);
+    LLVMValueRef v[N];
+    int groups[N][N];   // groups[i][g]: the accumulator of lane group g of v[i]
+    int nv = N, ng = 1;
+    for (int q = 0; q < N; q++) {
+        v[q] = LLVMBuildLoad2(c->b, vt, acc[q / DOT_NR][q % DOT_NR], "");
+        groups[q][0] = q;
+    }
+    while (nv > 1) {
+        int w = N / ng, h = w / 2;   // lane group width now, and after this level
+        for (int m = 0; m < nv / 2; m++) {
+            LLVMValueRef lo[N], hi[N];
+            int ng2[N];
+            for (int g2 = 0; g2 < 2 * ng; g2++) {
+                int from = g2 < ng ? 0 : N, g = g2 % ng;
+                ng2[g2] = groups[2 * m + (g2 < ng ? 0 : 1)][g];
+                for (int t = 0; t < h; t++) {
+                    lo[g2 * h + t] = LLVMConstInt(c->i32, (unsigned)(from + g * w + t), 0);
+                    hi[g2 * h + t] = LLVMConstInt(c->i32, (unsigned)(from + g * w + h + t), 0);
+                }
+            }
+            LLVMValueRef a = LLVMBuildShuffleVector(c->b, v[2 * m], v[2 * m + 1], LLVMConstVector(lo, N), "");
+            LLVMValueRef b = LLVMBuildShuffleVector(c->b, v[2 * m], v[2 * m + 1], LLVMConstVector(hi, N), "");
+            v[m] = cg_reassoc(LLVMBuildFAdd(c->b, a, b, ""));
+            memcpy(groups[m], ng2, sizeof ng2);
+        }
+        nv /= 2;
+        ng *= 2;
+    }
+    for (int l = 0; l < N; l++)
+        sums[groups[0][l]] = LLVMBuildExtractElement(c->b, v[0], LLVMConstInt(c->i32, (unsigned)l, 0), "");
+    return true;
+}
+
 // Dot products, k constant: blocks of DOT_MR rows of A x DOT_NR columns of B,
 // DOT_MR * DOT_NR vector partial sums over p, reduced at the end.
 static bool gemm_dot_blocked(Cg *c, const CgGemm *g) {
@@ -242,11 +287,15 @@ static bool gemm_dot_blocked(Cg *c, const CgGemm *g) {
     unsigned rid = LLVMLookupIntrinsicID("llvm.vector.reduce.fadd", 23);
     LLVMValueRef rfn = LLVMGetIntrinsicDeclaration(c->mod, rid, &vt, 1);
     LLVMTypeRef rft = LLVMIntrinsicGetType(c->ctx, rid, &vt, 1);
+    LLVMValueRef sums[DOT_MR * DOT_NR];
+    if (!reduce_tree(c, acc, sums))
+        for (int q = 0; q < DOT_MR * DOT_NR; q++) {
+            LLVMValueRef args[2] = { cg_f(c, 0), LLVMBuildLoad2(c->b, vt, acc[q / DOT_NR][q % DOT_NR], "") };
+            sums[q] = cg_reassoc(LLVMBuildCall2(c->b, rft, rfn, args, 2, ""));
+        }
     for (int r = 0; r < DOT_MR; r++)
         for (int u = 0; u < DOT_NR; u++) {
-            LLVMValueRef args[2] = { cg_f(c, 0), LLVMBuildLoad2(c->b, vt, acc[r][u], "") };
-            LLVMValueRef s = cg_reassoc(LLVMBuildCall2(c->b, rft, rfn, args, 2, ""));
-            cg_store(c, s, sacc);
+            cg_store(c, sums[r * DOT_NR + u], sacc);
             if (k_full < k) {   // the last k % VL terms
                 LLVMValueRef q = LLVMBuildAdd(c->b, cg_loop_begin(c, &lq, cg_i(c, k - k_full), "db.q"),
                                               cg_i(c, k_full), "");
@@ -278,7 +327,48 @@ static bool gemm_dot_blocked(Cg *c, const CgGemm *g) {
     return true;
 }
 
+// A fused product's C can be its consumer's own buffer ([m][n], per sample,
+// at absolute (i, j)): the product is stored there, then epilogue_loop turns
+// each element into the consumer's value in place.
+static bool epilogue_buffer(Cg *c, const CgGemm *g, LLVMValueRef *cbuf, int64_t *ldc) {
+    int64_t n;
+    const Node *e = &c->g->nodes[g->epi_node];
+    if (g->i_off || g->j_off || !const_of(g->n, &n) || !(e->flags & IR_F_BATCH) || ir_numel(e->shape) != n ||
+        !c->base[g->epi_node])
+        return false;
+    *cbuf = c->base[g->epi_node];
+    *ldc = n;
+    return true;
+}
+
+// C(i,j) = epilogue(C(i,j)) over the [m][ldc] buffer: one flat loop that LLVM
+// vectorises (bias + activation on 16 elements at a time).
+static void epilogue_loop(Cg *c, const CgGemm *g, LLVMValueRef cbuf, int64_t ldc) {
+    CgLoop li, lj;
+    LLVMValueRef i = cg_loop_begin(c, &li, g->m, "se.i");
+    LLVMValueRef j = cg_loop_begin(c, &lj, g->n, "se.j");
+    LLVMValueRef v = cg_load(c, cg_gep(c, cbuf, LLVMBuildAdd(c->b, mul_i(c, i, ldc), j, "")));
+    g->epilogue(c, g, i, j, v);
+    cg_loop_end(c, &lj);
+    cg_loop_end(c, &li);
+}
+
 static void emit_inline(Cg *c, const CgGemm *g) {
+    LLVMValueRef cbuf;
+    int64_t ldc;
+    if (g->epilogue && c->nc->opt.opt_level >= 2 && epilogue_buffer(c, g, &cbuf, &ldc)) {
+        // The blocked dot kernel stores plain sums, then the epilogue runs as its
+        // own vector loop: inside the kernel it ran on 4 elements at a time.
+        CgGemm raw = *g;
+        raw.epilogue = NULL;
+        raw.c = cbuf;
+        raw.c_rs = ldc;
+        raw.accumulate = false;
+        if (!gemm_dot_blocked(c, &raw))
+            gemm_dot(c, &raw);
+        epilogue_loop(c, g, cbuf, ldc);
+        return;
+    }
     if (g->epilogue) {   // dot products only: each C(i,j) is complete when stored
         if (!(c->nc->opt.opt_level >= 2 && gemm_dot_blocked(c, g)))
             gemm_dot(c, g);
@@ -356,15 +446,8 @@ static void emit_sgemm(Cg *c, const CgGemm *g, int ta, int64_t lda, int tb, int6
         cg_f(c, g->accumulate && !g->epilogue ? 1 : 0), cbuf, cg_i(c, ldc),
     };
     LLVMBuildCall2(c->b, ft, fn, args, 14, "");
-    if (!g->epilogue)
-        return;
-    CgLoop li, lj;
-    LLVMValueRef i = cg_loop_begin(c, &li, g->m, "se.i");
-    LLVMValueRef j = cg_loop_begin(c, &lj, g->n, "se.j");
-    LLVMValueRef v = cg_load(c, cg_gep(c, cbuf, LLVMBuildAdd(c->b, mul_i(c, i, ldc), j, "")));
-    g->epilogue(c, g, i, j, v);
-    cg_loop_end(c, &lj);
-    cg_loop_end(c, &li);
+    if (g->epilogue)
+        epilogue_loop(c, g, cbuf, ldc);
 }
 
 // Routes g to nnrt_sgemm when it is large (a run-time branch when the batch is
@@ -376,14 +459,9 @@ static bool try_sgemm(Cg *c, const CgGemm *g) {
         !blas_operand(g->b_rs, g->b_cs, &tb, &ldb))
         return false;
     LLVMValueRef cbuf = g->c;
-    int64_t n = 0;
     if (g->epilogue) {   // C must be the consumer's [m][n] buffer, at absolute (i, j)
-        const Node *e = &c->g->nodes[g->epi_node];
-        if (g->i_off || g->j_off || !const_of(g->n, &n) || !(e->flags & IR_F_BATCH) ||
-            ir_numel(e->shape) != n || !c->base[g->epi_node])
+        if (!epilogue_buffer(c, g, &cbuf, &ldc))
             return false;
-        cbuf = c->base[g->epi_node];
-        ldc = n;
     } else if (g->accumulate && ldc < 1) {
         return false;
     }

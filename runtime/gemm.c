@@ -9,9 +9,15 @@
 // keeps an MR x NR tile of C in 24 zmm registers (12 x 32 floats) while it
 // streams the panels: two FMAs per broadcast of an element of A.
 //
-// Threads split the columns (or rows) of C into contiguous blocks; each element
-// of C is computed by one thread in the same order whatever the thread count,
-// so results are bit-for-bit the same with 1 or N threads.
+// The micro-kernel stores or adds its tile straight into C (prefetching C's
+// rows first); `beta = 0` needs no pass over C (the first K block stores).
+// op(A) = A and op(B) = B^T are packed through 16 x 16 register transposes.
+//
+// Threads split the columns of C into contiguous blocks of NR; each element of
+// C is computed by one thread in the same order whatever the thread count, so
+// results are bit-for-bit the same with 1 or N threads. With several threads a
+// large op(A) is packed once, by all of them, and shared (pack_all_a).
+// KC, MC and NC can be set with -D for tuning (docs/performance.md).
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -92,6 +98,15 @@ __attribute__((target("avx512f"))) static void pack_transposed(const float *src,
     }
 }
 
+// out[k * MR + r] = src[k * lds + r] for r < rows, 0 for rows <= r < MR: one
+// masked 16-lane load and store per k.
+__attribute__((target("avx512f"))) static void pack_rows12(const float *src, int64_t lds, int rows, int64_t kc,
+                                                           float *out) {
+    __mmask16 keep = (__mmask16)((1u << rows) - 1), all = (__mmask16)((1u << MR) - 1);
+    for (int64_t k = 0; k < kc; k++)
+        _mm512_mask_storeu_ps(out + k * MR, all, _mm512_maskz_loadu_ps(keep, src + k * lds));
+}
+
 static bool have_avx512(void) {
     static int have = -1;
     if (have < 0) have = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma");
@@ -106,6 +121,12 @@ static void pack_a(const Gemm *g, int64_t i0, int64_t mc, int64_t k0, int64_t kc
         float *panel = out + p * kc;
         int64_t rows = mc - p < MR ? mc - p : MR;
         if (g->ta) {   // op(A) = A^T: row r of a k is contiguous in A
+#if defined(__x86_64__)
+            if (have_avx512()) {
+                pack_rows12(g->A + k0 * g->lda + i0 + p, g->lda, (int)rows, kc, panel);
+                continue;
+            }
+#endif
             for (int64_t k = 0; k < kc; k++) {
                 const float *src = g->A + (k0 + k) * g->lda + i0 + p;
                 int64_t r = 0;
@@ -256,17 +277,26 @@ static void put_tile(const Gemm *g, int64_t i0, int64_t j0, const float *tile, b
     }
 }
 
+// Rows of op(A) rounded up to whole MR panels.
+static int64_t a_rows_padded(const Gemm *g) { return (g->M + MR - 1) / MR * MR; }
+
+// The K blocks gemm_columns uses: equal blocks of at most KC.
+static int64_t k_block(const Gemm *g) {
+    int64_t nkb = (g->K + KC - 1) / KC;
+    return (g->K + nkb - 1) / nkb;
+}
+
 // The columns [j_begin, j_end) of C (and all rows), with this thread's buffers.
 // `overwrite`: C's old values are ignored (beta = 0), so the first block of K
 // stores its tiles instead of adding them (no pre-pass over C).
 static void gemm_columns(const Gemm *g, int64_t j_begin, int64_t j_end, float *abuf, float *bbuf,
-                         bool overwrite) {
+                         bool overwrite, const float *apacked) {
     static KernelFn kernel;
     if (!kernel) kernel = pick_kernel();
     _Alignas(64) float tile[MR * NR];
     // K in equal blocks of at most KC (784 = 4 x 196, not 3 x 256 + 16: a
     // short last block costs a pass over C for little work)
-    int64_t nkb = (g->K + KC - 1) / KC, kcb = (g->K + nkb - 1) / nkb;
+    int64_t kcb = k_block(g);
     for (int64_t jc = j_begin; jc < j_end; jc += NC) {
         int64_t nc = j_end - jc < NC ? j_end - jc : NC;
         for (int64_t pc = 0; pc < g->K; pc += kcb) {
@@ -275,16 +305,20 @@ static void gemm_columns(const Gemm *g, int64_t j_begin, int64_t j_end, float *a
             pack_b(g, pc, kc, jc, nc, bbuf);
             for (int64_t ic = 0; ic < g->M; ic += MC) {
                 int64_t mc = g->M - ic < MC ? g->M - ic : MC;
-                pack_a(g, ic, mc, pc, kc, abuf);
+                const float *ablk = abuf;
+                if (apacked)   // packed once for every thread (pack_all_a)
+                    ablk = apacked + pc * a_rows_padded(g) + ic * kc;
+                else
+                    pack_a(g, ic, mc, pc, kc, abuf);
                 for (int64_t jr = 0; jr < nc; jr += NR)
                     for (int64_t ir = 0; ir < mc; ir += MR) {
                         int64_t i0 = ic + ir, j0 = jc + jr;
                         if (g->alpha == 1 && i0 + MR <= g->M && j0 + NR <= j_end) {
-                            kernel(kc, abuf + ir * kc, bbuf + jr * kc, g->C + i0 * g->ldc + j0, g->ldc,
+                            kernel(kc, ablk + ir * kc, bbuf + jr * kc, g->C + i0 * g->ldc + j0, g->ldc,
                                    add ? TILE_ADD : TILE_STORE);
                             continue;
                         }
-                        kernel(kc, abuf + ir * kc, bbuf + jr * kc, tile, NR, TILE_BUF);
+                        kernel(kc, ablk + ir * kc, bbuf + jr * kc, tile, NR, TILE_BUF);
                         put_tile(g, i0, j0, tile, add);
                     }
             }
@@ -303,14 +337,17 @@ static void scale_c(const Gemm *g, float beta) {
 typedef struct GemmJob {
     const Gemm *g;
     bool        overwrite;    // beta = 0: the first K block stores
+    float      *apacked;      // all of op(A) packed (several threads), or NULL
     int64_t     n_blocks;     // column blocks of NR handed out to threads
 } GemmJob;
 
 // Packing buffers: one pair per thread, allocated on the thread's first
 // product and kept, so that a train step allocates nothing in steady state.
 typedef struct PackBuffers {
-    float *a;   // MC x KC
-    float *b;   // KC x NC
+    float  *a;            // MC x KC
+    float  *b;            // KC x NC
+    float  *shared;       // all of op(A), for the threads of a product this thread calls
+    int64_t shared_size;  // floats at shared
 } PackBuffers;
 
 static pthread_key_t  buffers_key;
@@ -320,6 +357,7 @@ static void free_buffers(void *p) {
     PackBuffers *pb = p;
     nnrt_free(pb->a);
     nnrt_free(pb->b);
+    nnrt_free(pb->shared);
     nnrt_free(pb);
 }
 
@@ -331,6 +369,8 @@ static PackBuffers *thread_buffers(void) {
     if (pb) return pb;
     pb = nnrt_malloc(sizeof *pb);
     if (!pb) return NULL;
+    pb->shared = NULL;
+    pb->shared_size = 0;
     pb->a = nnrt_aligned_alloc(MC * KC * sizeof(float));
     pb->b = nnrt_aligned_alloc(NC * KC * sizeof(float));
     if (!pb->a || !pb->b || pthread_setspecific(buffers_key, pb) != 0) {
@@ -338,6 +378,34 @@ static PackBuffers *thread_buffers(void) {
         return NULL;
     }
     return pb;
+}
+
+// Row panels [begin, end) of op(A), every K block: block (pc, kc) at
+// apacked + pc * Mp, panel p at + p * MR * kc (the layout of pack_a).
+static void pack_all_a(void *ctx, int64_t begin, int64_t end) {
+    const GemmJob *job = ctx;
+    const Gemm *g = job->g;
+    int64_t kcb = k_block(g), mp = a_rows_padded(g);
+    int64_t i0 = begin * MR, i1 = end * MR < g->M ? end * MR : g->M;
+    for (int64_t pc = 0; pc < g->K; pc += kcb) {
+        int64_t kc = g->K - pc < kcb ? g->K - pc : kcb;
+        pack_a(g, i0, i1 - i0, pc, kc, job->apacked + pc * mp + i0 * kc);
+    }
+}
+
+// The calling thread's buffer for a whole packed op(A), grown when too small
+// (a steady-state train step allocates nothing). NULL: no memory (each thread
+// then packs its own).
+static float *shared_a_buffer(nnrt_model *rt, int64_t floats) {
+    (void)rt;
+    PackBuffers *pb = thread_buffers();
+    if (!pb) return NULL;
+    if (pb->shared_size < floats) {
+        nnrt_free(pb->shared);
+        pb->shared = nnrt_aligned_alloc((size_t)floats * sizeof(float));
+        pb->shared_size = pb->shared ? floats : 0;
+    }
+    return pb->shared;
 }
 
 static void gemm_block_range(void *ctx, int64_t begin, int64_t end) {
@@ -354,7 +422,7 @@ static void gemm_block_range(void *ctx, int64_t begin, int64_t end) {
         return;
     }
     int64_t j1 = end * NR < g->N ? end * NR : g->N;
-    gemm_columns(g, begin * NR, j1, pb->a, pb->b, job->overwrite);
+    gemm_columns(g, begin * NR, j1, pb->a, pb->b, job->overwrite, job->apacked);
 }
 
 void nnrt_sgemm(nnrt_model *rt, int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha,
@@ -368,7 +436,18 @@ void nnrt_sgemm(nnrt_model *rt, int ta, int tb, int64_t M, int64_t N, int64_t K,
     }
     bool overwrite = beta == 0;
     if (!overwrite && beta != 1) scale_c(&g, beta);
-    GemmJob job = { &g, overwrite, (N + NR - 1) / NR };
-    if (rt && rt->threads > 1) nnrt_parallel_for(rt, gemm_block_range, &job, job.n_blocks);
-    else gemm_block_range(&job, 0, job.n_blocks);
+    GemmJob job = { &g, overwrite, NULL, (N + NR - 1) / NR };
+    if (!rt || rt->threads <= 1 || job.n_blocks < 2) {
+        gemm_block_range(&job, 0, job.n_blocks);
+        return;
+    }
+    // Several threads and a large op(A) (at least 1 MB): it is packed once, its
+    // row panels shared out over the threads, instead of every thread packing
+    // all of it for its own columns. Worth the second parallel_for (about 28 us
+    // on the 2-vCPU VM) only when packing A takes longer than that. Packing
+    // moves data only, so the bits are those of the one-thread path.
+    if (M * K >= (1 << 18)) job.apacked = shared_a_buffer(rt, a_rows_padded(&g) * K);
+    if (job.apacked)
+        nnrt_parallel_for(rt, pack_all_a, &job, a_rows_padded(&g) / MR);
+    nnrt_parallel_for(rt, gemm_block_range, &job, job.n_blocks);
 }

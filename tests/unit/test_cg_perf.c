@@ -76,3 +76,17 @@ Test(cg_perf, two_threads_give_the_same_bits_as_one, .timeout = 300) {
     free(x), free(y), free(p1), free(p2);
     cgt_free(&t);
 }
+
+// A model of at most CG_BATCH1_CLONE_PARAMS parameters gets a batch-1 copy of
+// its grad, loss and predict kernels (constant loop bounds): both copies agree
+// with the interpreter.
+Test(cg_perf, batch1_copy_of_a_tiny_model_agrees_with_the_interpreter) {
+    CgT t;
+    cgt_build(&t, "model xor_net { input x[2]; target y[1];\n"
+                  "h = dense(x, 4, tanh); o = dense(h, 1, sigmoid);\n"
+                  "output o; loss mse(o, y); train sgd(lr = 0.5); }");
+    cgt_compare(&t, 1, -1.0f, 1.0f);
+    cgt_compare(&t, 4, -1.0f, 1.0f);
+    cgt_compare(&t, 1, -1.0f, 1.0f);
+    cgt_free(&t);
+}

@@ -74,3 +74,29 @@ Test(gemm, two_threads_give_the_same_bits_as_one) {
     nnrt_pool_destroy(&two);
     free(A); free(B); free(C1); free(C2);
 }
+
+// A large op(A) (M * K >= 2^18 floats) is packed once and shared by the
+// threads: the same bits as one thread in every transpose form, with row and
+// column edges and K split into blocks; and the same as the double reference.
+Test(gemm, shared_packing_of_a_gives_the_same_bits_as_one_thread) {
+    int64_t M = 301, N = 97, K = 900;
+    for (int form = 0; form < 4; form++) {
+        int ta = form & 1, tb = form >> 1;
+        int64_t lda = ta ? M : K, ldb = tb ? K : N;
+        float *A = random_matrix(M * K, 6), *B = random_matrix(K * N, 7);
+        float *C1 = random_matrix(M * N, 8), *C2 = random_matrix(M * N, 8);
+        nnrt_model one = { 0 }, two = { 0 };
+        one.threads = 1;
+        two.threads = 2;
+        float beta = form == 3 ? 1.0f : 0.0f;
+        nnrt_sgemm(&one, ta, tb, M, N, K, 1.0f, A, lda, B, ldb, beta, C1, N);
+        nnrt_sgemm(&two, ta, tb, M, N, K, 1.0f, A, lda, B, ldb, beta, C2, N);
+        cr_assert_eq(memcmp(C1, C2, (size_t)(M * N) * sizeof *C1), 0, "form %d", form);
+        nnrt_pool_destroy(&two);
+        free(A); free(B); free(C1); free(C2);
+        nnrt_model two_b = { 0 };
+        two_b.threads = 2;
+        cr_assert_lt(check(&two_b, ta, tb, M, N, K, 1.0f, 0.0f), 1e-5, "form %d", form);
+        nnrt_pool_destroy(&two_b);
+    }
+}
