@@ -231,11 +231,13 @@ static LLVMValueRef tensor_table(Cg *c, const char *what, uint32_t n, const char
     LLVMTypeRef t = tensor_info_type(c);
     LLVMValueRef *rows = nn_alloc_array(&c->nc->arena, n + 1, sizeof(LLVMValueRef));
     for (uint32_t i = 0; i < n; i++) {
+        // ABI.md §2: rank 1..4, so a scalar parameter is described as [1].
+        Shape s = shapes[i].rank ? shapes[i] : ir_shape1(1);
         LLVMValueRef dims[4];
         for (int d = 0; d < 4; d++)
-            dims[d] = i64c(c, d < shapes[i].rank ? (uint64_t)shapes[i].dim[d] : 0);
+            dims[d] = i64c(c, d < s.rank ? (uint64_t)s.dim[d] : 0);
         LLVMValueRef f[] = { const_string(c, names[i], nn_format(&c->nc->arena, "%s.name.%u", what, i)),
-                             i32c(c, shapes[i].rank), LLVMConstArray2(c->i64, dims, 4), i64c(c, offsets[i]) };
+                             i32c(c, s.rank), LLVMConstArray2(c->i64, dims, 4), i64c(c, offsets[i]) };
         rows[i] = LLVMConstStructInContext(c->ctx, f, 4, 0);
     }
     LLVMValueRef init = LLVMConstArray2(t, rows, n);

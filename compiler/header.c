@@ -69,11 +69,10 @@ static void write_header(FILE *f, NnCtx *c, const Model *m) {
         macro_name(pname, sizeof pname, pr->name);
         fprintf(f, "#define %s_PARAM_%s_OFFSET %zu\n", up, pname, pr->offset);
         fprintf(f, "#define %s_PARAM_%s_SIZE %lld\n", up, pname, (long long)ir_numel(pr->shape));
-        fprintf(f, "#define %s_PARAM_%s_RANK %d\n", up, pname, (int)pr->shape.rank);
-        if (pr->shape.rank > 0) {
-            shape_list(shp, sizeof shp, pr->shape);
-            fprintf(f, "#define %s_PARAM_%s_SHAPE %s\n", up, pname, shp);
-        }
+        Shape s = pr->shape.rank ? pr->shape : ir_shape1(1);   // as the tensor table: rank 1..4
+        shape_list(shp, sizeof shp, s);
+        fprintf(f, "#define %s_PARAM_%s_RANK %d\n", up, pname, (int)s.rank);
+        fprintf(f, "#define %s_PARAM_%s_SHAPE %s\n", up, pname, shp);
     }
     fprintf(f, "\n");
 
