@@ -19,18 +19,39 @@ const char *test_nnc_path(void) {
 #endif
 }
 
-static char *slurp_fd(int fd) {
+// All of f, NUL-terminated (malloc'ed); *len gets its size when len is not NULL.
+static char *read_stream(FILE *f, size_t *len) {
     size_t n = 0, cap = 4096;
     char *buf = malloc(cap);
-    lseek(fd, 0, SEEK_SET);
-    for (;;) {
-        if (n + 1 >= cap) buf = realloc(buf, cap *= 2);
-        ssize_t r = read(fd, buf + n, cap - n - 1);
-        if (r <= 0) break;
-        n += (size_t)r;
+    for (size_t r; buf; n += r) {
+        if (n + 1 >= cap) {
+            char *bigger = realloc(buf, cap *= 2);
+            if (!bigger) { free(buf); buf = NULL; break; }
+            buf = bigger;
+        }
+        r = fread(buf + n, 1, cap - n - 1, f);
+        if (r == 0) break;
     }
+    if (!buf) { fputs("test: out of memory\n", stderr); abort(); }
     buf[n] = '\0';
-    close(fd);
+    if (len) *len = n;
+    return buf;
+}
+
+char *test_read_file(const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    char *buf = read_stream(f, len);
+    fclose(f);
+    return buf;
+}
+
+static char *slurp_fd(int fd) {
+    lseek(fd, 0, SEEK_SET);
+    FILE *f = fdopen(fd, "rb");
+    if (!f) { close(fd); return calloc(1, 1); }
+    char *buf = read_stream(f, NULL);
+    fclose(f);   // and fd
     return buf;
 }
 

@@ -3,6 +3,8 @@
 #ifndef NNC_SUPPORT_RUN_H
 #define NNC_SUPPORT_RUN_H
 
+#include <stddef.h>
+
 // The nnc binary: $NNC (set by CTest), else NNC_BINARY_DIR/nnc.
 const char *test_nnc_path(void);
 
@@ -10,5 +12,9 @@ const char *test_nnc_path(void);
 // *err receive what it printed (malloc'ed, NUL-terminated; free them).
 // Returns its exit status, or -1 if it could not run or died of a signal.
 int test_run(const char *dir, char *const argv[], char **out, char **err);
+
+// The whole file, NUL-terminated (malloc'ed; free it), or NULL if it cannot be
+// opened; *len gets its size when len is not NULL.
+char *test_read_file(const char *path, size_t *len);
 
 #endif

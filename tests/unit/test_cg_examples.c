@@ -2,17 +2,12 @@
 // the interpreter (grad, loss, predict, apply).
 #include <glob.h>
 
+#include "support_run.h"
 #include "test_cg_util.h"
 
-static char *read_all(const char *path) {
-    FILE *f = fopen(path, "rb");
-    cr_assert(f, "cannot open %s", path);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *s = calloc((size_t)n + 1, 1);
-    cr_assert_eq(fread(s, 1, (size_t)n, f), (size_t)n);
-    fclose(f);
+static char *read_source(const char *path) {
+    char *s = test_read_file(path, NULL);
+    cr_assert(s, "cannot open %s", path);
     return s;
 }
 
@@ -36,7 +31,7 @@ Test(cg, every_example_agrees_with_the_interpreter, .timeout = 600) {
     cr_assert_gt(gl.gl_pathc, 0);
     cgt_param_scale = 0.05f;   // wide layers: keep sigmoid outputs away from float's 1.0
     for (size_t i = 0; i < gl.gl_pathc; i++) {
-        char *src = read_all(gl.gl_pathv[i]);
+        char *src = read_source(gl.gl_pathv[i]);
         fprintf(stderr, "example %s\n", gl.gl_pathv[i]);
         if (!parses(src)) {   // reported by the front end's own tests
             fprintf(stderr, "skipped: %s does not compile\n", gl.gl_pathv[i]);

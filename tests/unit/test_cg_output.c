@@ -3,6 +3,7 @@
 // shared library through the runtime (train_step equals grad then apply).
 #include <sys/stat.h>
 
+#include "support_run.h"
 #include "test_cg_util.h"
 
 // In a sanitizer build libnnrt.a is instrumented: programs linking it need the runtime too.
@@ -18,14 +19,8 @@ static const char *mnist_src =
     "output softmax(z); loss softmax_cross_entropy(z, y); train sgd(lr = 0.1, momentum = 0.9); }";
 
 static char *slurp(const char *path) {
-    FILE *f = fopen(path, "rb");
-    cr_assert(f, "cannot open %s", path);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *s = calloc((size_t)n + 1, 1);
-    cr_assert_eq(fread(s, 1, (size_t)n, f), (size_t)n);
-    fclose(f);
+    char *s = test_read_file(path, NULL);
+    cr_assert(s, "cannot open %s", path);
     return s;
 }
 

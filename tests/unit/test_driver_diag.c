@@ -23,27 +23,6 @@
 #define DIAG_DIR NNC_SOURCE_DIR "/tests/diag"
 static const char block_open[] = "# >>> stderr\n";
 
-static char *read_all(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    char *buf = NULL;
-    size_t n = 0, cap = 0, r;
-    char chunk[4096];
-    while ((r = fread(chunk, 1, sizeof chunk, f)) > 0) {
-        if (n + r + 1 > cap) {
-            cap = (n + r + 1) * 2;
-            buf = realloc(buf, cap);
-        }
-        memcpy(buf + n, chunk, r);
-        n += r;
-    }
-    fclose(f);
-    if (!buf) buf = calloc(1, 1);
-    buf[n] = '\0';
-    *len = n;
-    return buf;
-}
-
 // Where the expected block starts (at its "# >>> stderr" line), or NULL.
 static char *find_block(char *text) {
     char *p = text, *found = NULL;
@@ -102,7 +81,7 @@ Test(driver, diag_goldens) {
     for (int i = 0; i < n; i++) {
         const char *name = list[i]->d_name;
         size_t len;
-        char *text = read_all(name, &len);
+        char *text = test_read_file(name, &len);
         cr_assert(text, "cannot read %s", name);
         int status;
         char *actual = run_nnc(name, &status);

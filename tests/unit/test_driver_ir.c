@@ -12,26 +12,6 @@
 
 #define IR_DIR NNC_SOURCE_DIR "/tests/ir"
 
-static char *read_all(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    char *buf = NULL;
-    size_t n = 0, cap = 0, r;
-    char chunk[4096];
-    while ((r = fread(chunk, 1, sizeof chunk, f)) > 0) {
-        if (n + r + 1 > cap) {
-            cap = (n + r + 1) * 2;
-            buf = realloc(buf, cap);
-        }
-        memcpy(buf + n, chunk, r);
-        n += r;
-    }
-    fclose(f);
-    if (!buf) buf = calloc(1, 1);
-    buf[n] = '\0';
-    return buf;
-}
-
 static int is_nn(const struct dirent *e) {
     size_t n = strlen(e->d_name);
     return n > 3 && !strcmp(e->d_name + n - 3, ".nn");
@@ -65,7 +45,7 @@ static int check_dir(const char *dir, int *count) {
             fputs(out_text, f);
             fclose(f);
         } else {
-            char *want = read_all(golden);
+            char *want = test_read_file(golden, NULL);
             if (!want) {
                 cr_log_error("%s: no golden %s (run with NNC_UPDATE_GOLDEN=1)", path, golden);
                 failures++;
