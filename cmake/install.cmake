@@ -10,7 +10,7 @@ function(nnc_install_rules)
   # checkpoint.c parses safetensors headers with cJSON (Debian's libcjson-dev).
   target_link_libraries(nnrt PUBLIC cjson)
   if(TARGET nnc)
-    install(TARGETS nnc RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
+    install(TARGETS nnc nnc-train RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
   endif()
   install(TARGETS nnrt ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR})
   install(FILES ${CMAKE_SOURCE_DIR}/include/nnc/model.h DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/nnc)

@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "sema.h"
 #ifdef NNC_HAVE_BACKEND
@@ -242,6 +243,22 @@ static const char *option_value(int argc, char **argv, int *i, const char *name,
     return a + n;                                                 // -xV
 }
 
+// `nnc train` runs as nnc-train, the training driver without LLVM, when it is
+// installed beside nnc: the process then holds the data set, not the 50 MB
+// that loading libLLVM costs. Returns only when it is not there.
+static void exec_train_driver(char **argv) {
+    char exe[4096];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 16);
+    if (n <= 0) return;
+    exe[n] = '\0';
+    char *slash = strrchr(exe, '/');
+    if (!slash) return;
+    strcpy(slash + 1, "nnc-train");
+    argv[1] = exe;                // nnc-train's argv[0]; its options follow
+    execv(exe, argv + 1);
+    argv[1] = "train";
+}
+
 int nn_driver(int argc, char **argv, FILE *out, FILE *err) {
     if (argc < 2) return usage_error(err, "no input file");
     const char *cmd = argv[1];
@@ -256,6 +273,7 @@ int nn_driver(int argc, char **argv, FILE *out, FILE *err) {
     if (!strcmp(cmd, "check")) return check_main(argc - 1, argv + 1, out, err);
     if (!strcmp(cmd, "train")) {
         fflush(out);
+        exec_train_driver(argv);
         return nn_train_main(argc - 1, argv + 1);
     }
 

@@ -232,6 +232,19 @@ static char *read_whole_file(Arena *a, const char *path, size_t *len) {
 
 // Compiles `nn_path` into the cache (unless it is there) and returns the .so path,
 // or NULL after printing an error.
+// The compiler: the `nnc` beside this executable (nnc itself, or nnc-train,
+// which drives training without loading LLVM: see nnc_train_main.c).
+static const char *compiler_path(Arena *a) {
+    char exe[4096];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n <= 0) return "nnc";
+    exe[n] = '\0';
+    char *slash = strrchr(exe, '/');
+    if (!slash) return "nnc";
+    slash[1] = '\0';
+    return nn_format(a, "%snnc", exe);
+}
+
 static const char *compile_cached(TrainRun *r, const char *nn_path) {
     Arena *a = &r->arena;
     size_t len;
@@ -240,12 +253,13 @@ static const char *compile_cached(TrainRun *r, const char *nn_path) {
         fprintf(stderr, "nnc: error: cannot open '%s': %s\n", nn_path, strerror(errno ? errno : EIO));
         return NULL;
     }
-    // The key: the file's bytes, the version, and this executable's size and time, so that a
+    // The key: the file's bytes, the version, and the compiler's size and time, so that a
     // rebuilt compiler of the same version does not reuse code an older one generated.
     uint64_t h = fnv1a(0xcbf29ce484222325ull, text, len);
     h = fnv1a(h, NN_VERSION, sizeof NN_VERSION);
+    const char *nnc = compiler_path(a);
     struct stat st;
-    if (!stat("/proc/self/exe", &st)) {
+    if (!stat(nnc, &st)) {
         int64_t id[3] = { (int64_t)st.st_size, (int64_t)st.st_mtim.tv_sec, (int64_t)st.st_mtim.tv_nsec };
         h = fnv1a(h, id, sizeof id);
     }
@@ -271,7 +285,7 @@ static const char *compile_cached(TrainRun *r, const char *nn_path) {
         return NULL;
     }
     if (pid == 0) {
-        execl("/proc/self/exe", "nnc", nn_path, "-o", tmp, "--header", tmp_h, (char *)NULL);
+        execl(nnc, "nnc", nn_path, "-o", tmp, "--header", tmp_h, (char *)NULL);
         fprintf(stderr, "nnc: error: cannot run the compiler: %s\n", strerror(errno));
         _exit(127);
     }
