@@ -6,7 +6,7 @@
 #include <stdarg.h>
 #include <string.h>
 
-#include "ir.h"
+#include "ir_test.h"
 
 static Arena arena;
 static Graph *g;
@@ -22,17 +22,6 @@ static void teardown(void) {
 }
 
 TestSuite(ir, .init = setup, .fini = teardown);
-
-// A shape of `rank` dimensions given as int arguments.
-static Shape shape_n(int rank, ...) {
-    Shape s = { (uint8_t)rank, { 0 } };
-    va_list ap;
-    va_start(ap, rank);
-    for (int i = 0; i < rank; i++)
-        s.dim[i] = va_arg(ap, int);
-    va_end(ap);
-    return s;
-}
 
 static NodeId param(int index, Shape s) {
     return ir_leaf(g, IR_PARAM, index, s, at0);

@@ -6,7 +6,7 @@
 #include <stdarg.h>
 #include <string.h>
 
-#include "ir.h"
+#include "ir_test.h"
 
 static Arena arena;
 static Model *m;
@@ -33,16 +33,6 @@ static void teardown(void) {
 }
 
 TestSuite(interp, .init = setup, .fini = teardown);
-
-static Shape shape_n(int rank, ...) {
-    Shape s = { (uint8_t)rank, { 0 } };
-    va_list ap;
-    va_start(ap, rank);
-    for (int i = 0; i < rank; i++)
-        s.dim[i] = va_arg(ap, int);
-    va_end(ap);
-    return s;
-}
 
 // Declares a parameter the way sema does: next index, offset after the others.
 static NodeId add_param(const char *name, Shape s) {

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "ir.h"
+#include "ir_test.h"
 
 static Arena arena;
 static Model *m;
@@ -30,16 +30,6 @@ static void teardown(void) {
 }
 
 TestSuite(ir_print, .init = setup, .fini = teardown);
-
-static Shape shape_n(int rank, ...) {
-    Shape s = { (uint8_t)rank, { 0 } };
-    va_list ap;
-    va_start(ap, rank);
-    for (int i = 0; i < rank; i++)
-        s.dim[i] = va_arg(ap, int);
-    va_end(ap);
-    return s;
-}
 
 static NodeId add_param(const char *name, Shape s) {
     IrParam *p = &m->params[m->n_params];
