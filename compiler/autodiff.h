@@ -47,6 +47,11 @@ void ir_pass_simplify(Model *m);
 // optim.c: LANGUAGE.md §4/§7 optimisers as IR: fills m->states and m->stores,
 // written in terms of GRAD_IN leaves (so apply() and train_step share it).
 void ir_lower_optimizer(Model *m);
+// optim_fuse.c: the whole train step as one computation, for a fused train
+// kernel: a copy of m, with its own graph, whose train_values[s] is
+// stores[s].value with GRAD_IN i replaced by grads[i] (zeros when a parameter
+// has no gradient). m itself is unchanged; the copy's other ids are m's own.
+Model *ir_fuse_update(Arena *a, const Model *m);
 
 // The whole pipeline: differentiate, prune (unless no_prune), lower the
 // optimiser, dead-code elimination; prints the IR after a pass named by

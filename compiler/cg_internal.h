@@ -19,7 +19,9 @@
 #include "cg.h"
 
 // ---- cg_plan.c
-typedef enum { CG_K_GRAD, CG_K_LOSS, CG_K_PREDICT, CG_K_APPLY, CG_N_KERNELS } CgKernelKind;
+// TRAIN is train_step in one kernel (grad and apply fused, the gradients never
+// stored); it exists only when the Model has train_values (ir_fuse_update).
+typedef enum { CG_K_GRAD, CG_K_LOSS, CG_K_PREDICT, CG_K_APPLY, CG_K_TRAIN, CG_N_KERNELS } CgKernelKind;
 
 typedef enum {
     CG_ST_NONE,       // not needed by this kernel
@@ -43,19 +45,35 @@ typedef struct CgKPlan {
     int64_t  *offset;       // n_nodes: SCRATCH: bytes (per sample for IR_F_BATCH nodes)
     uint8_t  *dest_kind;    // n_nodes: DEST: CgDestKind
     size_t   *dest_off;     // n_nodes: DEST: floats inside the destination array
-    uint8_t  *store_direct; // n_stores (apply): the store's value is written in place
-    int64_t  *store_temp;   // n_stores (apply): fixed offset of a temporary copy, or -1
+    uint8_t  *store_direct; // n_stores (apply, train): the store's value is written in place
+    int64_t  *store_temp;   // n_stores (apply, train): fixed offset of a temporary copy, or -1
+    NodeId   *group_end;    // n_nodes: at a group's first member, its last (0: no group).
+                            // A group: consecutive materialised elementwise nodes of one
+                            // shape, invariant, reading every buffer at their own index,
+                            // computed in one loop (each stored in turn at index i)
+    NodeId   *deferred;     // n_nodes: at a group's first member, a product dW =
+                            // BATCH_SUM(OUTER) that only the group reads: it runs at the
+                            // group, which becomes its epilogue (0: none)
+    uint8_t  *is_deferred;  // n_nodes: that product (not computed at its own id)
     size_t    fixed;        // bytes of the invariant region
     size_t    per_sample;   // bytes per sample of the per-sample region
 } CgKPlan;
 
 typedef struct CgPlan {
     CgKPlan k[CG_N_KERNELS];
+    bool    has_train;      // the TRAIN kernel exists (train_values, and every write of a
+                            // parameter or state comes after the objective is known)
     size_t  fixed;          // bytes: max over kernels (the per-sample region starts here)
     size_t  per_sample;     // bytes per sample: max over kernels
 } CgPlan;
 
-void cg_plan(Arena *a, const Model *m, CgPlan *p);
+// opt_level 0 plans no groups (one loop per node).
+void cg_plan(Arena *a, const Model *m, int opt_level, CgPlan *p);
+// The value a kernel stores for store s: the update on GRAD_IN (apply) or on
+// the gradients themselves (train).
+static inline NodeId cg_store_value(const Model *m, CgKernelKind kind, uint32_t s) {
+    return kind == CG_K_TRAIN ? m->train_values[s] : m->stores[s].value;
+}
 bool cg_is_elementwise(uint16_t op);
 
 // ---- cg_module.c: the code generator's state
@@ -82,6 +100,9 @@ typedef struct Cg {
     LLVMValueRef        lr, step, inv_batch;  // float
     LLVMValueRef       *base;        // n_nodes: float* of each buffer in this kernel
     LLVMValueRef        epi_value;   // the product's value inside a matmul epilogue
+    NodeId              epi_gemm;    // a deferred dW: its value is epi_value (else its buffer)
+    NodeId              epi_group[16];  // the group a deferred dW's epilogue computes
+    int                 epi_n;
     LLVMValueRef        pack_buf;    // the kernel's GEMM packing buffer (cg_matmul.c), or NULL
     LLVMValueRef        a_rt;        // the kernel's nnrt_model *rt (threads for nnrt_sgemm)
 } Cg;
@@ -123,6 +144,8 @@ struct CgGemm {
     // stores what it computes from v). Only the dot-product forms support it.
     void       (*epilogue)(Cg *c, const CgGemm *g, LLVMValueRef i, LLVMValueRef j, LLVMValueRef v);
     NodeId       epi_node;     // for the epilogue: the consumer it computes
+    LLVMValueRef epi_buf;      // [m][n] buffer where C may be stored before the epilogue
+                               // reads it back (NULL: the consumer's own buffer)
     LLVMValueRef i_off, j_off; // added to i, j before calling the epilogue (NULL: 0)
 };
 void cg_emit_matmul(Cg *c, const CgGemm *g);

@@ -259,6 +259,8 @@ static LLVMValueRef elem_compute(Cg *c, NodeId id, const Iter *it) {
 // bounded by CG_MAX_INLINE_DEPTH (cg_plan.c).
 static LLVMValueRef cg_value(Cg *c, NodeId id, const Iter *it) {
     const Node *nd = node(c, id);
+    if (id == c->epi_gemm && c->epi_value)
+        return c->epi_value;     // a deferred dW inside its update group's epilogue
     if (c->kp->storage[id] == CG_ST_INLINE && nd->op == IR_MATMUL) {
         NN_ASSERT(c->epi_value);   // inside the GEMM's epilogue
         return c->epi_value;
@@ -364,24 +366,14 @@ static void emit_matmul_epilogue(Cg *c, NodeId id, NodeId mm) {
     cg_emit_matmul(c, &g);
 }
 
-// Several elementwise nodes of one shape, invariant (not per sample), each
-// reading every buffer at its own index ("flat"): they can share one loop, each
-// computed and stored in turn at index i. In apply this is the optimiser's
-// update of one parameter: the new state and the new parameter in one pass
-// (v[i] = 0.9 v[i] + g[i]; p[i] -= lr v[i]) instead of one loop per store.
-// Safe because every read is at the index being written: a member reading an
-// earlier member's buffer sees this iteration's value, and the memory plan
-// only lets a buffer reuse the place of one whose last reader is earlier.
-static bool groupable(Cg *c, NodeId id) {
-    const Node *nd = node(c, id);
-    if (!cg_is_elementwise(nd->op) || per_sample(c, id) || ir_numel(nd->shape) <= 1 || fused_matmul(c, id))
-        return false;
-    bool flat = true, collapse = false;
-    for (int i = 0; i < nd->n_args; i++)
-        analyse_tree(c, nd->arg[i], nd->shape, &flat, &collapse);
-    return flat;
-}
-
+// A group (cg_plan.c): several elementwise nodes of one shape, invariant, each
+// reading every buffer at its own index, share one loop, each computed and
+// stored in turn at index i. In apply this is the optimiser's update of one
+// parameter: the new state and the new parameter in one pass (v[i] = 0.9 v[i]
+// + g[i]; p[i] -= lr v[i]) instead of one loop per store. Safe because every
+// read is at the index being written: a member reading an earlier member's
+// buffer sees this iteration's value, and the memory plan keeps every buffer
+// the group reads apart from the ones it writes.
 static void emit_elementwise_group(Cg *c, const NodeId *ids, int n) {
     Iter it = { .is = node(c, ids[0])->shape, .flat = true };
     CgLoop l;
@@ -391,6 +383,40 @@ static void emit_elementwise_group(Cg *c, const NodeId *ids, int n) {
         cg_store(c, v, cg_gep(c, c->base[ids[k]], elem_offset(c, ids[k], &it)));
     }
     cg_loop_end(c, &l);
+}
+
+// The group's members at (i, j) of a deferred dW, whose value there is v.
+static void group_epilogue(Cg *c, const CgGemm *g, LLVMValueRef i, LLVMValueRef j, LLVMValueRef v) {
+    (void)g;
+    Shape s = node(c, c->epi_group[0])->shape;
+    Iter it = { .is = s, .flat = true };
+    it.flat_ix = LLVMBuildAdd(c->b, LLVMBuildMul(c->b, i, cg_i(c, s.dim[1]), ""), j, "");
+    c->epi_value = v;
+    for (int k = 0; k < c->epi_n; k++) {
+        NodeId id = c->epi_group[k];
+        cg_store(c, elem_compute(c, id, &it), cg_gep(c, c->base[id], it.flat_ix));
+    }
+    c->epi_value = NULL;
+}
+
+// dW = BATCH_SUM(OUTER(a, x)) computed at its update group, the group as the
+// GEMM's epilogue (train kernel): each finished element of dW goes straight
+// into the optimiser's update, the gradient never stored (cg_matmul.c stores
+// it in dW's buffer only where it must: edges, products longer than a chunk).
+static void emit_deferred_group(Cg *c, NodeId gemm, const NodeId *ids, int n) {
+    const Node *o = node(c, node(c, gemm)->arg[0]);
+    NodeId a = o->arg[0], x = o->arg[1];
+    int64_t m = node(c, a)->shape.dim[0], nn = node(c, x)->shape.dim[0];
+    c->epi_gemm = gemm;
+    memcpy(c->epi_group, ids, (size_t)n * sizeof *ids);
+    c->epi_n = n;
+    CgGemm g = { .m = cg_i(c, m), .n = cg_i(c, nn), .k = c->batch,
+                 .a = c->base[a], .b = c->base[x], .c = c->base[gemm],
+                 .a_rs = 1, .a_cs = m, .b_rs = nn, .b_cs = 1, .c_rs = nn,
+                 .epilogue = group_epilogue, .epi_node = ids[0], .epi_buf = c->base[gemm] };
+    cg_emit_matmul(c, &g);
+    c->epi_gemm = 0;
+    c->epi_n = 0;
 }
 
 static void emit_elementwise(Cg *c, NodeId id) {
@@ -1037,30 +1063,45 @@ static void finish_predict(Cg *c) {
 
 // Stores not written in place: every value exists now; leaves and constants
 // are first copied to temporaries, then every destination is written.
-static void finish_apply(Cg *c) {
+static void finish_stores(Cg *c, CgKernelKind kind) {
     const Model *m = c->m;
     const CgKPlan *k = c->kp;
     LLVMValueRef *temp = nn_alloc_array(&c->nc->arena, m->n_stores + 1, sizeof(LLVMValueRef));
     for (uint32_t s = 0; s < m->n_stores; s++)
         if (k->store_temp[s] >= 0) {
             temp[s] = byte_gep(c, c->a_scratch, cg_i(c, k->store_temp[s]));
-            copy_out(c, m->stores[s].value, temp[s]);
+            copy_out(c, cg_store_value(m, kind, s), temp[s]);
         }
     for (uint32_t s = 0; s < m->n_stores; s++) {
         const IrStore *st = &m->stores[s];
+        NodeId v = cg_store_value(m, kind, s);
         if (k->store_direct[s])
             continue;
         size_t off = st->to_state ? m->states[st->index].offset : m->params[st->index].offset;
         LLVMValueRef dst = float_ptr(c, st->to_state ? c->a_state : c->a_params, off);
         if (!temp[s]) {
-            copy_out(c, st->value, dst);
+            copy_out(c, v, dst);
             continue;
         }
         CgLoop l;
-        LLVMValueRef i = loop_n(c, &l, ir_numel(node(c, st->value)->shape), "cp");
+        LLVMValueRef i = loop_n(c, &l, ir_numel(node(c, v)->shape), "cp");
         cg_store(c, cg_load(c, cg_gep(c, temp[s], i)), cg_gep(c, dst, i));
         cg_loop_end(c, &l);
     }
+}
+
+// train: a non-finite objective returns before anything is written
+// (LANGUAGE.md §7: the model stays unchanged). cg_plan.c makes sure every
+// parameter and state is written after this point.
+static void return_if_not_finite(Cg *c) {
+    LLVMValueRef obj = value_at(c, c->m->objective, NULL, cg_i(c, 0));
+    LLVMValueRef finite = fcmp(c, LLVMRealOLT, intr1(c, "llvm.fabs", obj), cg_f(c, INFINITY));
+    LLVMBasicBlockRef bail = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "not_finite");
+    LLVMBasicBlockRef go = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "update");
+    LLVMBuildCondBr(c->b, finite, go, bail);
+    LLVMPositionBuilderAtEnd(c->b, bail);
+    LLVMBuildRet(c->b, obj);
+    LLVMPositionBuilderAtEnd(c->b, go);
 }
 
 static void set_noalias(Cg *c, LLVMValueRef fn, unsigned n_params) {
@@ -1074,38 +1115,46 @@ static void set_noalias(Cg *c, LLVMValueRef fn, unsigned n_params) {
 // and predict kernels (measured: docs/performance.md).
 #define CG_BATCH1_CLONE_PARAMS 4096
 
+// Emits the group starting at id (cg_plan.c), or node id alone; returns the
+// last id it covers.
+static NodeId emit_group_or_node(Cg *c, NodeId id) {
+    NodeId end = c->kp->group_end[id];
+    if (!end) {
+        emit_node(c, id);
+        return id;
+    }
+    NodeId members[16];
+    int n = 0;
+    for (NodeId j = id; j <= end; j++) {
+        uint8_t st = c->kp->storage[j];
+        if (st == CG_ST_SCRATCH || st == CG_ST_DEST) {
+            NN_ASSERT(n < (int)NN_COUNTOF(members));
+            members[n++] = j;
+        }
+    }
+    if (c->kp->deferred[id])
+        emit_deferred_group(c, c->kp->deferred[id], members, n);
+    else if (n > 1)
+        emit_elementwise_group(c, members, n);
+    else
+        emit_node(c, id);
+    return end;
+}
+
 // The kernel's computation from the current block to its return, for the
 // batch in c->batch.
 static void emit_body(Cg *c, CgKernelKind kind, LLVMTypeRef ret) {
     if (kind != CG_K_APPLY)
         c->inv_batch = fdiv(c, cg_f(c, 1), LLVMBuildSIToFP(c->b, c->batch, c->f32, ""));
     compute_bases(c);
-    NodeId group[16];
     for (NodeId id = 1; id < c->g->n_nodes; id++) {
         uint8_t st = c->kp->storage[id];
-        if (st != CG_ST_SCRATCH && st != CG_ST_DEST)
+        if ((st != CG_ST_SCRATCH && st != CG_ST_DEST) || c->kp->is_deferred[id])
             continue;
-        int ng = 0;
-        NodeId last = id;
-        if (kind == CG_K_APPLY && c->nc->opt.opt_level >= 1 && groupable(c, id)) {
-            // the next emitted nodes of the same shape join id's loop
-            group[ng++] = id;
-            for (NodeId j = id + 1; j < c->g->n_nodes && ng < (int)NN_COUNTOF(group); j++) {
-                uint8_t sj = c->kp->storage[j];
-                if (sj != CG_ST_SCRATCH && sj != CG_ST_DEST)
-                    continue;
-                if (!ir_shape_eq(node(c, j)->shape, node(c, id)->shape) || !groupable(c, j))
-                    break;
-                group[ng++] = j;
-                last = j;
-            }
-        }
-        if (ng > 1) {
-            emit_elementwise_group(c, group, ng);
-            id = last;
-        } else {
-            emit_node(c, id);
-        }
+        NodeId end = emit_group_or_node(c, id);
+        if (kind == CG_K_TRAIN && c->m->objective >= id && c->m->objective <= end)
+            return_if_not_finite(c);
+        id = end;
     }
     switch (kind) {
     case CG_K_GRAD:
@@ -1115,7 +1164,8 @@ static void emit_body(Cg *c, CgKernelKind kind, LLVMTypeRef ret) {
         finish_predict(c);
         break;
     case CG_K_APPLY:
-        finish_apply(c);
+    case CG_K_TRAIN:
+        finish_stores(c, kind);
         break;
     default:
         break;
@@ -1127,9 +1177,9 @@ static void emit_body(Cg *c, CgKernelKind kind, LLVMTypeRef ret) {
 }
 
 static LLVMValueRef emit_kernel(Cg *c, CgKernelKind kind) {
-    static const char *names[] = { "grad", "loss", "predict", "apply" };
+    static const char *names[] = { "grad", "loss", "predict", "apply", "train" };
     LLVMTypeRef p = c->ptr;
-    LLVMTypeRef params[7];
+    LLVMTypeRef params[9];
     LLVMTypeRef ret = c->f32;
     unsigned np = 0;
     switch (kind) {
@@ -1150,6 +1200,11 @@ static LLVMValueRef emit_kernel(Cg *c, CgKernelKind kind) {
         params[0] = p, params[1] = p, params[2] = p, params[3] = p, params[4] = c->f32, params[5] = c->f32, params[6] = p;
         np = 7;
         ret = c->void_t;
+        break;
+    case CG_K_TRAIN:   // (rt, params, state, x, y, batch, lr, step, scratch) -> float
+        params[0] = p, params[1] = p, params[2] = p, params[3] = p, params[4] = p, params[5] = c->i64;
+        params[6] = c->f32, params[7] = c->f32, params[8] = p;
+        np = 9;
         break;
     default:
         cg_bug(c, "kernel kind %d", (int)kind);
@@ -1194,6 +1249,15 @@ static LLVMValueRef emit_kernel(Cg *c, CgKernelKind kind) {
         c->a_scratch = LLVMGetParam(fn, 6);
         c->batch = cg_i(c, 1);
         break;
+    case CG_K_TRAIN:
+        c->a_state = LLVMGetParam(fn, 2);
+        c->a_x = LLVMGetParam(fn, 3);
+        c->a_y = LLVMGetParam(fn, 4);
+        c->batch = LLVMGetParam(fn, 5);
+        c->lr = LLVMGetParam(fn, 6);
+        c->step = LLVMGetParam(fn, 7);
+        c->a_scratch = LLVMGetParam(fn, 8);
+        break;
     default:
         break;
     }
@@ -1219,5 +1283,5 @@ static LLVMValueRef emit_kernel(Cg *c, CgKernelKind kind) {
 void cg_emit_kernels(Cg *c) {
     c->base = nn_alloc_array(&c->nc->arena, c->g->n_nodes, sizeof(LLVMValueRef));
     for (int k = 0; k < CG_N_KERNELS; k++)
-        c->kernel[k] = emit_kernel(c, (CgKernelKind)k);
+        c->kernel[k] = k == CG_K_TRAIN && !c->plan.has_train ? NULL : emit_kernel(c, (CgKernelKind)k);
 }

@@ -111,6 +111,43 @@ static LLVMValueRef vfma(Cg *c, LLVMValueRef a, LLVMValueRef b, LLVMValueRef acc
 
 static LLVMValueRef mul_i(Cg *c, LLVMValueRef v, int64_t k) { return LLVMBuildMul(c->b, v, cg_i(c, k), ""); }
 
+// The epilogue over C's rows [i0, i1) and columns [j0, j1), C already
+// holding the finished products (edges of the blocked kernels).
+static void epilogue_region(Cg *c, const CgGemm *g, LLVMValueRef i0, LLVMValueRef i1, LLVMValueRef j0,
+                            LLVMValueRef j1) {
+    CgLoop li, lj;
+    LLVMValueRef i = LLVMBuildAdd(c->b, i0, cg_loop_begin(c, &li, LLVMBuildSub(c->b, i1, i0, ""), "er.i"), "");
+    LLVMValueRef j = LLVMBuildAdd(c->b, j0, cg_loop_begin(c, &lj, LLVMBuildSub(c->b, j1, j0, ""), "er.j"), "");
+    LLVMValueRef v = cg_load(c, at(c, g->c, i, g->c_rs, j, 1));
+    g->epilogue(c, g, add_off(c, i, g->i_off), add_off(c, j, g->j_off), v);
+    cg_loop_end(c, &lj);
+    cg_loop_end(c, &li);
+}
+
+// A finished AXPY_MR x (AXPY_NV vectors) tile of C through the epilogue: the
+// registers go to a small buffer in the frame (L1), then one loop per row over
+// its columns, which LLVM vectorises (the update of 16 weights at a time).
+static void tile_epilogue(Cg *c, const CgGemm *g, LLVMValueRef acc[AXPY_MR][AXPY_NV], int mr, int nv,
+                          LLVMValueRef i0, LLVMValueRef j0) {
+    int vl = vec_len(c), nb = nv * vl;
+    LLVMTypeRef vt = LLVMVectorType(c->f32, (unsigned)vl);
+    LLVMValueRef tile = cg_alloca(c, LLVMArrayType2(c->f32, (uint64_t)(mr * nb)), "tile");
+    LLVMSetAlignment(tile, 64);
+    for (int r = 0; r < mr; r++)
+        for (int v = 0; v < nv; v++)
+            vstore(c, LLVMBuildLoad2(c->b, vt, acc[r][v], ""), cg_gep(c, tile, cg_i(c, r * nb + v * vl)));
+    // One loop per row (a loop over the rows too let LLVM vectorise across
+    // rows, with gathers and scatters).
+    for (int r = 0; r < mr; r++) {
+        CgLoop lj;
+        LLVMValueRef j = cg_loop_begin(c, &lj, cg_i(c, nb), "te.j");
+        LLVMValueRef v = cg_load(c, cg_gep(c, tile, LLVMBuildAdd(c->b, cg_i(c, r * nb), j, "")));
+        g->epilogue(c, g, add_off(c, LLVMBuildAdd(c->b, i0, cg_i(c, r), ""), g->i_off),
+                    add_off(c, LLVMBuildAdd(c->b, j0, j, ""), g->j_off), v);
+        cg_loop_end(c, &lj);
+    }
+}
+
 // B's rows contiguous, n constant: blocks of AXPY_MR rows x AXPY_NV vectors of C
 // held in registers over the whole p loop: per p, AXPY_NV vector loads of B,
 // AXPY_MR broadcasts of A, AXPY_MR * AXPY_NV FMAs. Edges go to gemm_axpy.
@@ -151,14 +188,24 @@ static bool gemm_axpy_blocked(Cg *c, const CgGemm *g) {
     }
     cg_loop_end(c, &lq);
     LLVMValueRef i0 = mul_i(c, cg_loop_begin(c, &li, m_blocks, "mb.i"), AXPY_MR);
+    // The first chunk starts from zero (C is not read: it may be a buffer the
+    // epilogue never needs), later ones from C.
+    LLVMBasicBlockRef ld = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "mb.load");
+    LLVMBasicBlockRef zero = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "mb.zero");
+    LLVMBasicBlockRef go = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "mb.go");
+    LLVMBuildCondBr(c->b, g->accumulate ? LLVMConstInt(c->i1, 0, 0) : first, zero, ld);
+    LLVMPositionBuilderAtEnd(c->b, zero);
     for (int r = 0; r < AXPY_MR; r++)
-        for (int v = 0; v < AXPY_NV; v++) {
-            LLVMValueRef init = vload(c, vt, at(c, g->c, LLVMBuildAdd(c->b, i0, cg_i(c, r), ""), g->c_rs,
-                                                LLVMBuildAdd(c->b, j0, cg_i(c, v * vl), ""), 1));
-            if (!g->accumulate)   // the first chunk starts from zero
-                init = LLVMBuildSelect(c->b, first, LLVMConstNull(vt), init, "");
-            LLVMBuildStore(c->b, init, acc[r][v]);
-        }
+        for (int v = 0; v < AXPY_NV; v++)
+            LLVMBuildStore(c->b, LLVMConstNull(vt), acc[r][v]);
+    LLVMBuildBr(c->b, go);
+    LLVMPositionBuilderAtEnd(c->b, ld);
+    for (int r = 0; r < AXPY_MR; r++)
+        for (int v = 0; v < AXPY_NV; v++)
+            LLVMBuildStore(c->b, vload(c, vt, at(c, g->c, LLVMBuildAdd(c->b, i0, cg_i(c, r), ""), g->c_rs,
+                                                 LLVMBuildAdd(c->b, j0, cg_i(c, v * vl), ""), 1)), acc[r][v]);
+    LLVMBuildBr(c->b, go);
+    LLVMPositionBuilderAtEnd(c->b, go);
     LLVMValueRef p = cg_loop_begin(c, &lp, kc, "mb.p");
     LLVMValueRef bv[AXPY_NV];
     for (int v = 0; v < AXPY_NV; v++)
@@ -170,27 +217,119 @@ static bool gemm_axpy_blocked(Cg *c, const CgGemm *g) {
             LLVMBuildStore(c->b, vfma(c, a, bv[v], LLVMBuildLoad2(c->b, vt, acc[r][v], "")), acc[r][v]);
     }
     cg_loop_end(c, &lp);
+    LLVMBasicBlockRef done = NULL;
+    if (g->epilogue) {   // the last chunk: the tile through the epilogue instead of into C
+        LLVMValueRef is_last = LLVMBuildICmp(c->b, LLVMIntEQ, LLVMBuildAdd(c->b, p0, kc, ""), g->k, "");
+        LLVMBasicBlockRef epi = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "mb.epi");
+        LLVMBasicBlockRef st = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "mb.store");
+        done = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "mb.next");
+        LLVMBuildCondBr(c->b, is_last, epi, st);
+        LLVMPositionBuilderAtEnd(c->b, epi);
+        tile_epilogue(c, g, acc, AXPY_MR, AXPY_NV, i0, j0);
+        LLVMBuildBr(c->b, done);
+        LLVMPositionBuilderAtEnd(c->b, st);
+    }
     for (int r = 0; r < AXPY_MR; r++)
         for (int v = 0; v < AXPY_NV; v++)
             vstore(c, LLVMBuildLoad2(c->b, vt, acc[r][v], ""),
                    at(c, g->c, LLVMBuildAdd(c->b, i0, cg_i(c, r), ""), g->c_rs,
                       LLVMBuildAdd(c->b, j0, cg_i(c, v * vl), ""), 1));
+    if (done) {
+        LLVMBuildBr(c->b, done);
+        LLVMPositionBuilderAtEnd(c->b, done);
+    }
     cg_loop_end(c, &li);
     cg_loop_end(c, &lj);
     cg_loop_end(c, &lpc);
+    CgGemm raw = *g;      // edges: plain loops into C, then the epilogue over them
+    raw.epilogue = NULL;
     if (n_full < n) {   // the last columns of the full row blocks
-        CgGemm e = *g;
+        CgGemm e = raw;
         e.m = m_full;
         e.n = cg_i(c, n - n_full);
         e.b = cg_gep(c, g->b, cg_i(c, n_full * g->b_cs));
         e.c = cg_gep(c, g->c, cg_i(c, n_full));
         gemm_axpy(c, &e);
+        if (g->epilogue)
+            epilogue_region(c, g, cg_i(c, 0), m_full, cg_i(c, n_full), g->n);
     }
-    CgGemm e = *g;   // the last rows
+    CgGemm e = raw;   // the last rows
     e.m = LLVMBuildSub(c->b, g->m, m_full, "");
     e.a = cg_gep(c, g->a, mul_i(c, m_full, g->a_rs));
     e.c = cg_gep(c, g->c, mul_i(c, m_full, g->c_rs));
     gemm_axpy(c, &e);
+    if (g->epilogue)
+        epilogue_region(c, g, m_full, g->m, cg_i(c, 0), g->n);
+    return true;
+}
+
+// One block of rows [i_begin, i_begin + rows) x columns [j_begin, j_begin +
+// cols) of C, in tiles of mr rows x nv vectors held in registers over the
+// whole p loop (B read in place), each finished tile through the epilogue.
+// rows is a multiple of mr, cols of nv vectors.
+static void rows_epilogue_block(Cg *c, const CgGemm *g, int64_t i_begin, int64_t rows, int mr, int64_t j_begin,
+                                int64_t cols, int nv) {
+    int vl = vec_len(c);
+    int64_t nb = (int64_t)nv * vl;
+    LLVMTypeRef vt = LLVMVectorType(c->f32, (unsigned)vl);
+    LLVMValueRef acc[AXPY_MR][AXPY_NV];
+    for (int r = 0; r < mr; r++)
+        for (int v = 0; v < nv; v++)
+            acc[r][v] = cg_alloca(c, vt, "acc");
+    CgLoop li, lj, lp;
+    LLVMValueRef i0 = LLVMBuildAdd(c->b, mul_i(c, cg_loop_begin(c, &li, cg_i(c, rows / mr), "mr.i"), mr), cg_i(c, i_begin), "");
+    LLVMValueRef j0 = LLVMBuildAdd(c->b, mul_i(c, cg_loop_begin(c, &lj, cg_i(c, cols / nb), "mr.j"), nb), cg_i(c, j_begin), "");
+    for (int r = 0; r < mr; r++)
+        for (int v = 0; v < nv; v++)
+            LLVMBuildStore(c->b, LLVMConstNull(vt), acc[r][v]);
+    LLVMValueRef p = cg_loop_begin(c, &lp, g->k, "mr.p");
+    LLVMValueRef bv[AXPY_NV];
+    for (int v = 0; v < nv; v++)
+        bv[v] = vload(c, vt, at(c, g->b, p, g->b_rs, LLVMBuildAdd(c->b, j0, cg_i(c, v * vl), ""), 1));
+    for (int r = 0; r < mr; r++) {
+        LLVMValueRef a = splat(c, vt, cg_load(c, at(c, g->a, LLVMBuildAdd(c->b, i0, cg_i(c, r), ""), g->a_rs, p, g->a_cs)));
+        for (int v = 0; v < nv; v++)
+            LLVMBuildStore(c->b, vfma(c, a, bv[v], LLVMBuildLoad2(c->b, vt, acc[r][v], "")), acc[r][v]);
+    }
+    cg_loop_end(c, &lp);
+    tile_epilogue(c, g, acc, mr, nv, i0, j0);
+    cg_loop_end(c, &lj);
+    cg_loop_end(c, &li);
+}
+
+// dW straight into its update (an epilogue; k = the batch, m and n constant):
+// row blocks outer, column blocks inner, so that the epilogue walks the
+// parameter and its state row after row. Full tiles of 6 rows x 2 vectors,
+// then the last rows in one narrower tile, the last columns one vector wide;
+// columns left over (fewer than a vector) go through C and epilogue_region
+// (LLVM vectorises those narrow loops across rows, with gathers: keep them
+// rare).
+static bool gemm_axpy_rows_epilogue(Cg *c, const CgGemm *g) {
+    int64_t m, n;
+    int vl = vec_len(c);
+    if (!g->epilogue || g->b_cs != 1 || !const_of(g->m, &m) || !const_of(g->n, &n) || n < vl)
+        return false;
+    int64_t nb = AXPY_NV * vl, n2 = n / nb * nb, n1 = n2 + (n - n2 >= vl ? vl : 0);
+    int64_t m_full = m / AXPY_MR * AXPY_MR, m_rem = m - m_full;
+    struct { int64_t i, rows; int mr; } parts[2] = { { 0, m_full, AXPY_MR }, { m_full, m_rem, (int)m_rem } };
+    for (int q = 0; q < 2; q++) {
+        if (parts[q].rows == 0)
+            continue;
+        if (n2 > 0)
+            rows_epilogue_block(c, g, parts[q].i, parts[q].rows, parts[q].mr, 0, n2, AXPY_NV);
+        if (n1 > n2)
+            rows_epilogue_block(c, g, parts[q].i, parts[q].rows, parts[q].mr, n2, vl, 1);
+    }
+    if (n1 < n) {   // the last columns: plain loops into C, then the epilogue over them
+        CgGemm e = *g;
+        e.epilogue = NULL;
+        e.accumulate = false;
+        e.n = cg_i(c, n - n1);
+        e.b = cg_gep(c, g->b, cg_i(c, n1 * g->b_cs));
+        e.c = cg_gep(c, g->c, cg_i(c, n1));
+        gemm_axpy(c, &e);
+        epilogue_region(c, g, cg_i(c, 0), g->m, cg_i(c, n1), g->n);
+    }
     return true;
 }
 
@@ -235,6 +374,64 @@ static bool reduce_tree(Cg *c, LLVMValueRef acc[DOT_MR][DOT_NR], LLVMValueRef *s
     }
     for (int l = 0; l < N; l++)
         sums[groups[0][l]] = LLVMBuildExtractElement(c->b, v[0], LLVMConstInt(c->i32, (unsigned)l, 0), "");
+    return true;
+}
+
+// The rows of A left over by the blocked dot kernel (fewer than DOT_MR; at
+// batch 1, all of them), one at a time against DOT_MR * DOT_NR columns of B:
+// as many independent vector sums as the blocked kernel (one sum per column
+// was a single dependent FMA chain, latency-bound), A's vector loaded once per
+// p for all of them. Only with AVX-512 (the shuffle-tree reduction); the last
+// columns go to gemm_dot.
+static bool gemm_dot_rows(Cg *c, const CgGemm *g, int64_t k) {
+    enum { NC = DOT_MR * DOT_NR };
+    int vl = vec_len(c);
+    if (vl != NC)
+        return false;
+    LLVMTypeRef vt = LLVMVectorType(c->f32, (unsigned)vl);
+    int64_t k_full = k / vl * vl;
+    LLVMValueRef n_blocks = LLVMBuildSDiv(c->b, g->n, cg_i(c, NC), "");
+    LLVMValueRef n_full = mul_i(c, n_blocks, NC);
+    LLVMValueRef acc[DOT_MR][DOT_NR];
+    for (int q = 0; q < NC; q++)
+        acc[q / DOT_NR][q % DOT_NR] = cg_alloca(c, vt, "acc");
+    LLVMValueRef sacc = cg_alloca(c, c->f32, "sacc");
+    CgLoop li, lj, lp, lq;
+    LLVMValueRef i = cg_loop_begin(c, &li, g->m, "dr.i");
+    LLVMValueRef j0 = mul_i(c, cg_loop_begin(c, &lj, n_blocks, "dr.j"), NC);
+    for (int q = 0; q < NC; q++)
+        LLVMBuildStore(c->b, LLVMConstNull(vt), acc[q / DOT_NR][q % DOT_NR]);
+    LLVMValueRef p = mul_i(c, cg_loop_begin(c, &lp, cg_i(c, k_full / vl), "dr.p"), vl);
+    LLVMValueRef av = vload(c, vt, at(c, g->a, i, g->a_rs, p, 1));
+    for (int q = 0; q < NC; q++) {
+        LLVMValueRef bv = vload(c, vt, at(c, g->b, p, 1, LLVMBuildAdd(c->b, j0, cg_i(c, q), ""), g->b_cs));
+        LLVMValueRef a = acc[q / DOT_NR][q % DOT_NR];
+        LLVMBuildStore(c->b, vfma(c, av, bv, LLVMBuildLoad2(c->b, vt, a, "")), a);
+    }
+    cg_loop_end(c, &lp);
+    LLVMValueRef sums[NC];
+    reduce_tree(c, acc, sums);
+    for (int q = 0; q < NC; q++) {
+        LLVMValueRef jq = LLVMBuildAdd(c->b, j0, cg_i(c, q), "");
+        cg_store(c, sums[q], sacc);
+        if (k_full < k) {   // the last k % VL terms
+            LLVMValueRef t = LLVMBuildAdd(c->b, cg_loop_begin(c, &lq, cg_i(c, k - k_full), "dr.q"), cg_i(c, k_full), "");
+            LLVMValueRef prod = LLVMBuildFMul(c->b, cg_load(c, at(c, g->a, i, g->a_rs, t, 1)),
+                                              cg_load(c, at(c, g->b, t, 1, jq, g->b_cs)), "");
+            cg_store(c, LLVMBuildFAdd(c->b, cg_load(c, sacc), prod, ""), sacc);
+            cg_loop_end(c, &lq);
+        }
+        store_c(c, g, i, jq, cg_load(c, sacc));
+    }
+    cg_loop_end(c, &lj);
+    cg_loop_end(c, &li);
+    CgGemm e = *g;   // the last columns
+    e.n = LLVMBuildSub(c->b, g->n, n_full, "");
+    e.b = cg_gep(c, g->b, mul_i(c, n_full, g->b_cs));
+    if (g->c)
+        e.c = cg_gep(c, g->c, n_full);
+    e.j_off = add_off(c, n_full, g->j_off);
+    gemm_dot(c, &e);
     return true;
 }
 
@@ -323,7 +520,8 @@ static bool gemm_dot_blocked(Cg *c, const CgGemm *g) {
     if (g->c)
         e.c = cg_gep(c, g->c, mul_i(c, m_full, g->c_rs));
     e.i_off = add_off(c, m_full, g->i_off);
-    gemm_dot(c, &e);
+    if (!gemm_dot_rows(c, &e, k))
+        gemm_dot(c, &e);
     return true;
 }
 
@@ -333,6 +531,11 @@ static bool gemm_dot_blocked(Cg *c, const CgGemm *g) {
 static bool epilogue_buffer(Cg *c, const CgGemm *g, LLVMValueRef *cbuf, int64_t *ldc) {
     int64_t n;
     const Node *e = &c->g->nodes[g->epi_node];
+    if (g->epi_buf && !g->i_off && !g->j_off && const_of(g->n, &n)) {
+        *cbuf = g->epi_buf;
+        *ldc = n;
+        return true;
+    }
     if (g->i_off || g->j_off || !const_of(g->n, &n) || !(e->flags & IR_F_BATCH) || ir_numel(e->shape) != n ||
         !c->base[g->epi_node])
         return false;
@@ -356,6 +559,19 @@ static void epilogue_loop(Cg *c, const CgGemm *g, LLVMValueRef cbuf, int64_t ldc
 static void emit_inline(Cg *c, const CgGemm *g) {
     LLVMValueRef cbuf;
     int64_t ldc;
+    if (g->epilogue && g->epi_buf && g->b_cs == 1) {
+        // dW into its update: the blocked axpy kernel runs the epilogue on each
+        // finished tile; otherwise C is stored, then the epilogue runs over it.
+        if (c->nc->opt.opt_level >= 2 && gemm_axpy_rows_epilogue(c, g))
+            return;
+        CgGemm raw = *g;
+        raw.epilogue = NULL;
+        raw.c = g->epi_buf;
+        raw.accumulate = false;
+        gemm_axpy(c, &raw);
+        epilogue_region(c, g, cg_i(c, 0), g->m, cg_i(c, 0), g->n);
+        return;
+    }
     if (g->epilogue && c->nc->opt.opt_level >= 2 && epilogue_buffer(c, g, &cbuf, &ldc)) {
         // The blocked dot kernel stores plain sums, then the epilogue runs as its
         // own vector loop: inside the kernel it ran on 4 elements at a time.

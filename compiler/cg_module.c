@@ -21,6 +21,7 @@
 #include <llvm-c/Target.h>
 #include <llvm-c/Transforms/PassBuilder.h>
 
+#include "autodiff.h"
 #include "cg_internal.h"
 
 #ifndef NNC_INSTALL_LIBDIR
@@ -350,6 +351,7 @@ static void emit_api(Cg *c) {
         i64c(c, c->plan.fixed), i64c(c, c->plan.per_sample), cg_f(c, m->opt.lr), i32c(c, c->nc->opt.threads),
         const_string(c, model_signature(c), "nnc.signature"),
         c->kernel[CG_K_GRAD], c->kernel[CG_K_LOSS], c->kernel[CG_K_PREDICT], c->kernel[CG_K_APPLY],
+        c->kernel[CG_K_TRAIN] ? c->kernel[CG_K_TRAIN] : LLVMConstNull(c->ptr),
     };
     LLVMValueRef dinit = LLVMConstStructInContext(c->ctx, desc_f, NN_COUNTOF(desc_f), 0);
     LLVMValueRef dg = LLVMAddGlobal(c->mod, LLVMTypeOf(dinit), nn_format(a, "%s_desc", m->name));
@@ -561,8 +563,9 @@ static bool write_outputs(Cg *c) {
 }
 
 int cg_compile(NnCtx *nc, const Model *m) {
+    m = ir_fuse_update(&nc->arena, m);   // the same model, plus the fused train step
     Cg c = { .nc = nc, .m = m, .g = m->g };
-    cg_plan(&nc->arena, m, &c.plan);
+    cg_plan(&nc->arena, m, nc->opt.opt_level, &c.plan);
     c.ctx = LLVMContextCreate();
     c.mod = LLVMModuleCreateWithNameInContext(m->name, c.ctx);
     c.b = LLVMCreateBuilderInContext(c.ctx);

@@ -21,6 +21,7 @@
 // at fixed_total + off * batch. Buffers are 64-byte aligned.
 #include <string.h>
 
+#include "autodiff.h"
 #include "cg_internal.h"
 
 enum { CG_MAX_INLINE_DEPTH = 24, CG_ALIGN = 64 };
@@ -98,10 +99,106 @@ static NodeId owner(const CgKPlan *k, NodeId id) {
     return id;
 }
 
-static void plan_kernel(Arena *a, const Model *m, CgKernelKind kind, CgKPlan *k) {
+// Is id's fused tree readable at one flat index over shape s: every buffer it
+// reads (through INLINE nodes) has shape s or one element, none per sample?
+static bool tree_flat(const Graph *g, const CgKPlan *k, NodeId id, Shape s) {
+    NodeId stack[64 * 3];
+    int n = 0;
+    const Node *top = &g->nodes[id];
+    for (int i = 0; i < top->n_args; i++)
+        stack[n++] = top->arg[i];
+    while (n > 0) {
+        NodeId v = stack[--n];
+        const Node *nd = &g->nodes[v];
+        if (k->storage[v] == CG_ST_INLINE) {
+            if (nd->op == IR_MATMUL || n + nd->n_args > (int)NN_COUNTOF(stack))
+                return false;
+            for (int i = 0; i < nd->n_args; i++)
+                stack[n++] = nd->arg[i];
+            continue;
+        }
+        if (nd->op == IR_CONST || nd->op == IR_SCALAR_ARG)
+            continue;
+        if ((nd->flags & IR_F_BATCH) || (!ir_shape_eq(nd->shape, s) && ir_numel(nd->shape) != 1))
+            return false;
+    }
+    return true;
+}
+
+static bool groupable(const Graph *g, const CgKPlan *k, const uint8_t *has_mm, NodeId id) {
+    const Node *nd = &g->nodes[id];
+    return (k->storage[id] == CG_ST_SCRATCH || k->storage[id] == CG_ST_DEST) && cg_is_elementwise(nd->op) &&
+           !(nd->flags & IR_F_BATCH) && ir_numel(nd->shape) > 1 && !has_mm[id] && tree_flat(g, k, id, nd->shape);
+}
+
+enum { CG_MAX_GROUP = 16 };
+
+// Groups (apply, train): each groupable materialised node opens one, joined by
+// the next materialised nodes while they are groupable and of its shape.
+// group_of[id]: the group's first member, for every member.
+static void plan_groups(const Graph *g, CgKPlan *k, const uint8_t *has_mm, NodeId *group_of) {
+    for (NodeId id = 1; id < g->n_nodes; id++) {
+        if (!groupable(g, k, has_mm, id))
+            continue;
+        NodeId last = id;
+        int count = 1;
+        group_of[id] = id;
+        for (NodeId j = id + 1; j < g->n_nodes && count < CG_MAX_GROUP; j++) {
+            uint8_t sj = k->storage[j];
+            if (sj != CG_ST_SCRATCH && sj != CG_ST_DEST)
+                continue;
+            if (!ir_shape_eq(g->nodes[j].shape, g->nodes[id].shape) || !groupable(g, k, has_mm, j))
+                break;
+            group_of[j] = id;
+            last = j;
+            count++;
+        }
+        k->group_end[id] = last;
+        id = last;
+    }
+}
+
+// dW = BATCH_SUM(OUTER(a, x)) read only by one group (train): the product is
+// computed at the group, as its epilogue, so the gradient goes straight into
+// the update. Its operands must be per sample: the group may write invariant
+// buffers (parameters, state) in place while the product still runs.
+static void plan_deferred(const Graph *g, CgKPlan *k, const uint8_t *need, const uint8_t *is_root,
+                          const NodeId *root, const NodeId *group_of) {
+    for (NodeId id = 1; id < g->n_nodes; id++) {
+        const Node *nd = &g->nodes[id];
+        if (k->storage[id] != CG_ST_SCRATCH || is_root[id] || nd->op != IR_BATCH_SUM ||
+            k->storage[nd->arg[0]] != CG_ST_ABSORBED || (nd->flags & IR_F_BATCH) || nd->shape.rank != 2)
+            continue;
+        const Node *o = &g->nodes[nd->arg[0]];
+        if (!(g->nodes[o->arg[0]].flags & IR_F_BATCH) || !(g->nodes[o->arg[1]].flags & IR_F_BATCH))
+            continue;
+        NodeId start = 0;
+        bool ok = true;
+        for (NodeId u = id + 1; u < g->n_nodes && ok; u++) {
+            if (!need[u])
+                continue;
+            const Node *un = &g->nodes[u];
+            for (int i = 0; i < un->n_args && ok; i++) {
+                if (un->arg[i] != id)
+                    continue;
+                NodeId r = k->storage[u] == CG_ST_INLINE ? root[u] : u;
+                NodeId s = group_of[r];
+                ok = s && (!start || s == start);
+                start = s;
+            }
+        }
+        if (ok && start && !k->deferred[start]) {
+            k->deferred[start] = id;
+            k->is_deferred[id] = 1;
+        }
+    }
+}
+
+static void plan_kernel(Arena *a, const Model *m, CgKernelKind kind, int opt_level, CgKPlan *k) {
     const Graph *g = m->g;
     uint32_t n = g->n_nodes;
     const uint32_t END = n;
+    bool updates = kind == CG_K_APPLY || kind == CG_K_TRAIN;
     k->kind = kind;
     k->storage = nn_alloc_array(a, n, 1);
     k->uses = nn_alloc_array(a, n, sizeof(uint32_t));
@@ -112,14 +209,20 @@ static void plan_kernel(Arena *a, const Model *m, CgKernelKind kind, CgKPlan *k)
     k->dest_off = nn_alloc_array(a, n, sizeof(size_t));
     k->store_direct = nn_alloc_array(a, m->n_stores + 1, 1);
     k->store_temp = nn_alloc_array(a, m->n_stores + 1, sizeof(int64_t));
+    k->group_end = nn_alloc_array(a, n, sizeof(NodeId));
+    k->deferred = nn_alloc_array(a, n, sizeof(NodeId));
+    k->is_deferred = nn_alloc_array(a, n, 1);
     uint8_t *need = nn_alloc_array(a, n, 1);
     uint8_t *is_root = nn_alloc_array(a, n, 1);
     uint8_t *want_dest = nn_alloc_array(a, n, 1);
     uint8_t *depth = nn_alloc_array(a, n, 1);
     NodeId *root = nn_alloc_array(a, n, sizeof(NodeId));      // the materialised node computing it
     uint8_t *has_mm = nn_alloc_array(a, n, 1);                // a root with a fused W @ x
-    uint32_t *pos = nn_alloc_array(a, n, sizeof(uint32_t));
+    NodeId *group_of = nn_alloc_array(a, n, sizeof(NodeId));
+    uint32_t *pos = nn_alloc_array(a, n, sizeof(uint32_t));      // where its loop runs (liveness)
+    uint32_t *pos_own = nn_alloc_array(a, n, sizeof(uint32_t));  // ... members of a group in turn
     uint32_t *last = nn_alloc_array(a, n, sizeof(uint32_t));
+    uint32_t *last_own = nn_alloc_array(a, n, sizeof(uint32_t));
 
     // Roots.
     switch (kind) {
@@ -153,6 +256,14 @@ static void plan_kernel(Arena *a, const Model *m, CgKernelKind kind, CgKPlan *k)
     case CG_K_APPLY:
         for (uint32_t s = 0; s < m->n_stores; s++)
             is_root[m->stores[s].value] = 1;
+        break;
+    case CG_K_TRAIN:
+        if (!m->train_values)
+            return;      // no train kernel: nothing needed
+        if (m->objective)
+            is_root[m->objective] = 1;
+        for (uint32_t s = 0; s < m->n_stores; s++)
+            is_root[m->train_values[s]] = 1;
         break;
     default:
         NN_ASSERT(!"kernel kind");
@@ -234,10 +345,30 @@ static void plan_kernel(Arena *a, const Model *m, CgKernelKind kind, CgKPlan *k)
             k->storage[id] = CG_ST_DEST;
     }
 
-    // Positions: where each computed node's loop runs.
+    if (updates && opt_level >= 1)
+        plan_groups(g, k, has_mm, group_of);
+    if (kind == CG_K_TRAIN && opt_level >= 2)
+        plan_deferred(g, k, need, is_root, root, group_of);
+
+    // Positions: where each computed node's loop runs. A group runs at its
+    // first member, each member in turn at every index: for liveness every
+    // member reads at the group's end (no member's buffer may take the place
+    // of one the group still reads); for in-place updates, at its own id.
+    NodeId *defer_to = nn_alloc_array(a, n, sizeof(NodeId));
+    for (NodeId id = 1; id < n; id++)
+        if (k->deferred[id])
+            defer_to[k->deferred[id]] = id;
     for (NodeId id = n - 1; id > 0; id--) {
         uint8_t st = k->storage[id];
-        pos[id] = (st == CG_ST_INLINE || st == CG_ST_ABSORBED) ? pos[k->user[id]] : id;
+        if (st == CG_ST_INLINE || st == CG_ST_ABSORBED) {
+            pos[id] = pos[k->user[id]];
+            pos_own[id] = pos_own[k->user[id]];
+        } else if (k->is_deferred[id]) {
+            pos[id] = pos_own[id] = k->group_end[defer_to[id]];
+        } else {
+            pos[id] = group_of[id] ? k->group_end[group_of[id]] : id;
+            pos_own[id] = id;
+        }
     }
     // Last reads of every buffer owner.
     for (NodeId id = 1; id < n; id++) {
@@ -249,22 +380,24 @@ static void plan_kernel(Arena *a, const Model *m, CgKernelKind kind, CgKPlan *k)
             NodeId o = owner(k, nd->arg[i]);
             if (last[o] < pos[id])
                 last[o] = pos[id];
+            if (last_own[o] < pos_own[id])
+                last_own[o] = pos_own[id];
         }
     }
 
-    // apply: stores written in place, or copied at the end (after every value exists).
-    if (kind == CG_K_APPLY) {
+    // apply, train: stores written in place, or copied at the end (after every value exists).
+    if (updates) {
         for (uint32_t s = 0; s < m->n_stores; s++) {
-            NodeId v = m->stores[s].value;
+            NodeId v = cg_store_value(m, kind, s);
             uint8_t st = k->storage[v];
             if (st != CG_ST_SCRATCH && st != CG_ST_DEST) {   // a leaf or an alias: read at the end
                 NodeId o = owner(k, v);
-                last[o] = END;
+                last[o] = last_own[o] = END;
             }
         }
         for (uint32_t s = 0; s < m->n_stores; s++) {
             const IrStore *sd = &m->stores[s];
-            NodeId v = sd->value;
+            NodeId v = cg_store_value(m, kind, s);
             k->store_temp[s] = -1;
             if (k->storage[v] != CG_ST_SCRATCH || !cg_is_elementwise(g->nodes[v].op))
                 continue;
@@ -276,7 +409,7 @@ static void plan_kernel(Arena *a, const Model *m, CgKernelKind kind, CgKPlan *k)
                     k->storage[id] == CG_ST_LEAF)
                     leaf = id;
             }
-            if (leaf && last[leaf] > v)
+            if (leaf && last_own[leaf] > v)
                 continue;
             k->storage[v] = CG_ST_DEST;
             k->dest_kind[v] = sd->to_state ? CG_DEST_STATE : CG_DEST_PARAM;
@@ -304,9 +437,9 @@ static void plan_kernel(Arena *a, const Model *m, CgKernelKind kind, CgKPlan *k)
     }
     k->fixed = fixed.high;
     k->per_sample = per.high;
-    if (kind == CG_K_APPLY)
+    if (updates)
         for (uint32_t s = 0; s < m->n_stores; s++) {
-            NodeId v = m->stores[s].value;
+            NodeId v = cg_store_value(m, kind, s);
             uint8_t st = k->storage[v];
             if (k->store_direct[s] || st == CG_ST_SCRATCH || st == CG_ST_DEST)
                 continue;
@@ -316,20 +449,36 @@ static void plan_kernel(Arena *a, const Model *m, CgKernelKind kind, CgKPlan *k)
         }
 }
 
-void cg_plan(Arena *a, const Model *m, CgPlan *p) {
+// The train kernel checks the objective before it writes anything: every
+// parameter or state written in place must be written after the objective's
+// loop (a group writes at its first member; copies happen at the end).
+static bool train_writes_after_objective(const Model *m, const CgKPlan *k) {
+    if (!m->train_values)
+        return false;
+    for (NodeId id = 1; id < m->g->n_nodes && id <= m->objective; id++) {
+        NodeId end = k->group_end[id] ? k->group_end[id] : id;
+        for (NodeId j = id; j <= end; j++)
+            if (k->storage[j] == CG_ST_DEST)
+                return false;
+    }
+    return true;
+}
+
+void cg_plan(Arena *a, const Model *m, int opt_level, CgPlan *p) {
     memset(p, 0, sizeof *p);
     for (int i = 0; i < CG_N_KERNELS; i++) {
-        plan_kernel(a, m, (CgKernelKind)i, &p->k[i]);
+        plan_kernel(a, m, (CgKernelKind)i, opt_level, &p->k[i]);
         if (p->k[i].fixed > p->fixed)
             p->fixed = p->k[i].fixed;
         if (p->k[i].per_sample > p->per_sample)
             p->per_sample = p->k[i].per_sample;
     }
+    p->has_train = train_writes_after_objective(m, &p->k[CG_K_TRAIN]);
 }
 
 void cg_scratch_sizes(NnCtx *c, const Model *m, size_t *fixed_bytes, size_t *per_sample_bytes) {
     CgPlan p;
-    cg_plan(&c->arena, m, &p);
+    cg_plan(&c->arena, ir_fuse_update(&c->arena, m), c->opt.opt_level, &p);
     *fixed_bytes = p.fixed;
     *per_sample_bytes = p.per_sample;
 }

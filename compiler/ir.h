@@ -177,6 +177,9 @@ typedef struct Model {
     size_t      state_count;    // floats
     IrStore    *stores;         // the update, written in terms of GRAD_IN leaves
     uint32_t    n_stores;
+    // Filled by ir_fuse_update (optim_fuse.c) for the backend: per store, its value
+    // with every GRAD_IN replaced by the gradient itself. NULL before.
+    NodeId     *train_values;
     // Names of the input and target declarations (ir_print), NULL if unknown.
     const char *input_name;     // "x"
     const char *target_name;    // "y"

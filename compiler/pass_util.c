@@ -49,7 +49,10 @@ void ir_rebuild(Model *m, const bool *keep, IrRewrite rewrite, void *ctx) {
     if (m->grads)
         for (uint32_t i = 0; i < m->n_params; i++)
             m->grads[i] = remap(map, m->grads[i]);
-    for (uint32_t i = 0; i < m->n_stores; i++)
+    for (uint32_t i = 0; i < m->n_stores; i++) {
         m->stores[i].value = remap(map, m->stores[i].value);
+        if (m->train_values)
+            m->train_values[i] = remap(map, m->train_values[i]);
+    }
     m->g = g;
 }

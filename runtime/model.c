@@ -71,6 +71,13 @@ float nnrt_train_step(void *mv, const float *x, const float *y, size_t batch) {
     nnrt_model *m = mv;
     if (!batch_ok(m, x, y, batch)) return NAN;
     const nnrt_desc *d = m->desc;
+    if (d->train) {   // one kernel; it checks the objective before writing anything
+        float objective = d->train(m, m->params, m->state, x, y, (int64_t)batch, m->lr,
+                                   (float)(m->step + 1), m->scratch);
+        if (isfinite(objective))
+            m->step++;
+        return objective;
+    }
     float objective = d->grad(m, m->params, x, y, (int64_t)batch, m->grad, m->scratch);
     if (!isfinite(objective)) return objective;   // LANGUAGE.md §7: the model stays unchanged
     m->step++;

@@ -34,6 +34,10 @@ typedef void  (*nnrt_predict_fn)(nnrt_model *rt, const float *params, const floa
 // writes params and state; `step` is t of this update (1 for the first).
 typedef void  (*nnrt_apply_fn)(nnrt_model *rt, float *params, float *state, const float *grad,
                                float lr, float step, void *scratch);
+// grad then apply in one kernel, the gradient never stored: returns the
+// objective, and writes nothing when it is not finite. `step` is t of this update.
+typedef float (*nnrt_train_fn)(nnrt_model *rt, float *params, float *state, const float *x,
+                               const float *y, int64_t batch, float lr, float step, void *scratch);
 
 typedef enum {
     NNRT_INIT_ZEROS, NNRT_INIT_ONES, NNRT_INIT_CONSTANT, NNRT_INIT_UNIFORM,
@@ -61,6 +65,7 @@ typedef struct nnrt_desc {
     nnrt_loss_fn           loss;
     nnrt_predict_fn        predict;
     nnrt_apply_fn          apply;
+    nnrt_train_fn          train;         // NULL: train_step is grad then apply
 } nnrt_desc;
 
 struct nnrt_model {

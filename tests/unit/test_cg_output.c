@@ -140,9 +140,10 @@ Test(cg, scratch_sizes_match_the_descriptor) {
     cg_scratch_sizes(&t.c, t.m, &fixed, &per);
     cr_assert_eq(fixed, t.d->scratch_fixed);
     cr_assert_eq(per, t.d->scratch_per_sample);
-    // The hidden layer's activations are kept per sample, the gradients are written in place.
+    // The hidden layer's activations are kept per sample. grad writes the gradients in place
+    // (test_cg_plan.c); the train kernel keeps at most one buffer per weight's dW.
     cr_assert_geq(per, 128 * sizeof(float));
-    cr_assert_lt(fixed, 101770 * sizeof(float), "gradients should go straight into grad[]");
+    cr_assert_lt(fixed, 2 * 101770 * sizeof(float));
     cgt_free(&t);
 }
 

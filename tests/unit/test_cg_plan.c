@@ -1,5 +1,6 @@
 // test_cg_plan.c: the per-kernel plan: fusion, products written through their
 // epilogue, gradients and updates written in place, the scratch arena.
+#include "autodiff.h"
 #include "cg_internal.h"
 #include "test_cg_util.h"
 
@@ -8,9 +9,11 @@ static const char *dense_src =
     "h = dense(x, 32, relu); z = dense(h, 10);\n"
     "output softmax(z); loss softmax_cross_entropy(z, y); train sgd(lr = 0.1, momentum = 0.9); }";
 
+// The plan of the model as cg_compile makes it (with the fused train step, -O2).
+// The fused copy keeps every id of t->m.
 static CgPlan plan_of(CgT *t) {
     CgPlan p;
-    cg_plan(&t->c.arena, t->m, &p);
+    cg_plan(&t->c.arena, ir_fuse_update(&t->c.arena, t->m), 2, &p);
     return p;
 }
 
@@ -74,5 +77,32 @@ Test(cg_plan, per_sample_buffers_reuse_memory) {
     // grad keeps every activation for the backward pass: more, but not one buffer per node.
     cr_assert_geq(p.k[CG_K_GRAD].per_sample, 7 * 64 * sizeof(float));
     cr_assert_leq(p.k[CG_K_GRAD].per_sample, 10 * 64 * sizeof(float));
+    cgt_free(&t);
+}
+
+// The train kernel: each weight's dW = BATCH_SUM(OUTER) runs inside its update
+// group (no gradient buffer written then read again), and every update is
+// written in place.
+Test(cg_plan, train_kernel_computes_dw_inside_the_update) {
+    CgT t;
+    cgt_build_as(&t, dense_src, EMIT_LLVM, "m.ll");
+    Model *fm = ir_fuse_update(&t.c.arena, t.m);
+    CgPlan p;
+    cg_plan(&t.c.arena, fm, 2, &p);
+    cr_assert(p.has_train);
+    const CgKPlan *k = &p.k[CG_K_TRAIN];
+    int deferred = 0;
+    for (NodeId id = 1; id < fm->g->n_nodes; id++)
+        if (k->is_deferred[id]) {
+            cr_assert_eq(fm->g->nodes[id].op, IR_BATCH_SUM);
+            deferred++;
+        }
+    cr_assert_eq(deferred, 2, "dW of both layers");
+    for (uint32_t s = 0; s < fm->n_stores; s++)
+        cr_assert(k->store_direct[s], "store %u in place", s);
+    // -O1: the same kernel, one loop per node.
+    cg_plan(&t.c.arena, fm, 1, &p);
+    for (NodeId id = 1; id < fm->g->n_nodes; id++)
+        cr_assert(!p.k[CG_K_TRAIN].is_deferred[id]);
     cgt_free(&t);
 }

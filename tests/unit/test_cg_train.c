@@ -1,0 +1,106 @@
+// test_cg_train.c: the fused train kernel (grad and apply in one, each dW
+// computed inside its parameter's update). train_step must equal grad then
+// apply to float rounding (ABI.md), whatever path the product takes: the
+// register tiles with their edges (rows and columns that do not fill a tile),
+// nnrt_sgemm then the update loop, -O1 (no fusion), AVX2 instead of AVX-512.
+#include "test_cg_util.h"
+
+// Layer widths chosen for the edges: 45 rows = 7 tiles of 6 + 3; 37 columns
+// = 2 vectors of 16 + 5 left over; 50 x 70 and 10 x 50 likewise.
+static const char *momentum_src =
+    "model mom { input x[37]; target y[7];\n"
+    "h = dense(x, 45, relu); z = dense(h, 7);\n"
+    "output z; loss mse(z, y); train sgd(lr = 0.05, momentum = 0.9, nesterov = true, weight_decay = 0.01); }";
+static const char *adam_src =
+    "model ad { input x[70]; target y[10];\n"
+    "h = dense(x, 50, tanh); z = dense(h, 10);\n"
+    "output softmax(z); loss softmax_cross_entropy(z, y); train adam(lr = 0.01); }";
+static const char *plain_src =
+    "model pl { input x[100]; target y[3];\n"
+    "h = dense(x, 20, sigmoid); z = dense(h, 3);\n"
+    "output z; loss mse(z, y); train sgd(lr = 0.1); }";
+
+static void check_close(const char *what, const float *a, const float *b, size_t n, int step) {
+    for (size_t i = 0; i < n; i++)
+        cr_assert(fabsf(a[i] - b[i]) <= 2e-6f * fmaxf(1.0f, fabsf(b[i])), "step %d %s[%zu]: %.9g vs %.9g", step, what,
+                  i, (double)a[i], (double)b[i]);
+}
+
+// Three steps of train_step on one instance, grad + apply on its twin.
+static void same_as_grad_then_apply(CgT *t, size_t batch) {
+    const nnc_model_info *info = &t->d->info;
+    nnrt_model *a = info->create(11), *b = info->create(11);
+    cr_assert(a && b);
+    size_t np = info->param_count;
+    float *x = cgt_random(batch * info->input_size, -1, 1), *y = cgt_random(batch * info->target_size, 0, 1);
+    float *g = calloc(np, sizeof(float));
+    for (int step = 0; step < 3; step++) {
+        float la = info->train_step(a, x, y, batch);
+        float lb = info->grad(b, x, y, batch, g);
+        info->apply(b, g);
+        cr_assert(fabsf(la - lb) <= 1e-6f * fmaxf(1.0f, fabsf(lb)), "batch %zu step %d: loss %.9g vs %.9g", batch,
+                  step, (double)la, (double)lb);
+        check_close("param", a->params, b->params, np, step);
+        check_close("state", a->state, b->state, t->d->state_count, step);
+        cr_assert_eq(a->step, b->step);
+    }
+    info->destroy(a);
+    info->destroy(b);
+    free(x), free(y), free(g);
+}
+
+static void check_model(const char *src) {
+    static const size_t batches[] = { 1, 3, 17, 300 };
+    CgT t;
+    cgt_build(&t, src);
+    cr_assert(t.d->train, "the model should have a fused train kernel");
+    for (size_t i = 0; i < sizeof batches / sizeof batches[0]; i++)
+        same_as_grad_then_apply(&t, batches[i]);
+    cgt_free(&t);
+}
+
+Test(cg_train, momentum_nesterov_weight_decay) { check_model(momentum_src); }
+Test(cg_train, adam) { check_model(adam_src); }
+Test(cg_train, plain_sgd) { check_model(plain_src); }
+
+// Every product through nnrt_sgemm: dW is stored, then its update group runs over it.
+Test(cg_train, through_nnrt_sgemm) {
+    setenv("NNC_SGEMM_MIN_MACS", "1", 1);
+    check_model(momentum_src);
+    check_model(adam_src);
+    unsetenv("NNC_SGEMM_MIN_MACS");
+}
+
+Test(cg_train, at_o1_without_fusion) {
+    cgt_opt_level = 1;
+    check_model(adam_src);
+    cgt_opt_level = 2;
+}
+
+Test(cg_train, avx2_vectors) {
+    cgt_target_cpu = "x86-64-v3";
+    check_model(momentum_src);
+    cgt_target_cpu = NULL;
+}
+
+// A non-finite objective: train_step returns it and writes nothing (LANGUAGE.md §7).
+Test(cg_train, non_finite_objective_changes_nothing) {
+    CgT t;
+    cgt_build(&t, adam_src);
+    const nnc_model_info *info = &t.d->info;
+    nnrt_model *a = info->create(5);
+    size_t np = info->param_count, ns = t.d->state_count;
+    float *x = cgt_random(4 * 70, -1, 1), *y = cgt_random(4 * 10, 0, 1);
+    info->train_step(a, x, y, 4);
+    float *p0 = malloc(np * sizeof(float)), *s0 = malloc(ns * sizeof(float));
+    memcpy(p0, a->params, np * sizeof(float));
+    memcpy(s0, a->state, ns * sizeof(float));
+    x[5] = NAN;
+    cr_assert(isnan(info->train_step(a, x, y, 4)));
+    cr_assert_arr_eq(a->params, p0, np * sizeof(float));
+    cr_assert_arr_eq(a->state, s0, ns * sizeof(float));
+    cr_assert_eq(a->step, 1);
+    info->destroy(a);
+    free(x), free(y), free(p0), free(s0);
+    cgt_free(&t);
+}
