@@ -105,6 +105,7 @@ typedef struct Cg {
     int                 epi_n;
     LLVMValueRef        pack_buf;    // the kernel's GEMM packing buffer (cg_matmul.c), or NULL
     LLVMValueRef        a_rt;        // the kernel's nnrt_model *rt (threads for nnrt_sgemm)
+    unsigned            n_par;       // functions made by cg_parallel so far (their names)
 } Cg;
 
 _Noreturn void cg_bug(Cg *c, const char *fmt, ...) NN_PRINTF(2, 3);
@@ -131,6 +132,18 @@ void         cg_loop_end(Cg *c, CgLoop *l);
 // ---- cg_kernel.c
 void cg_emit_kernels(Cg *c);
 
+// ---- cg_parallel.c: loops split over the model's threads (nnrt_parallel_for).
+// Loops of at least CG_PAR_MIN_ELEMS elements are worth a call.
+enum { CG_PAR_MIN_ELEMS = 1 << 16 };
+typedef void (*CgRangeBody)(Cg *c, LLVMValueRef begin, LLVMValueRef end, void *arg);
+// Emits body(begin, end) into a function of its own and calls it through
+// nnrt_parallel_for over [0, n). While body runs, the kernel's arguments and
+// every c->base are the function's own: body must not use other values of the
+// kernel. False (nothing emitted) when the kernel has no rt.
+bool cg_parallel(Cg *c, LLVMValueRef n, CgRangeBody body, void *arg);
+// cg_kernel.c: c->base of every buffer of the kernel, from its arguments.
+void cg_compute_bases(Cg *c);
+
 // ---- cg_matmul.c: C(i,j) (+)= sum_p A(i,p) B(p,j), with
 // A(i,p) = a[i*a_rs + p*a_cs], B(p,j) = b[p*b_rs + j*b_cs], C(i,j) = c[i*c_rs + j].
 // Counts are i64 values (constants, or depending on the batch); strides are constants.
@@ -144,8 +157,10 @@ struct CgGemm {
     // stores what it computes from v). Only the dot-product forms support it.
     void       (*epilogue)(Cg *c, const CgGemm *g, LLVMValueRef i, LLVMValueRef j, LLVMValueRef v);
     NodeId       epi_node;     // for the epilogue: the consumer it computes
+    bool         epi_parallel; // the epilogue loop may be split over threads (cg_parallel)
     LLVMValueRef epi_buf;      // [m][n] buffer where C may be stored before the epilogue
                                // reads it back (NULL: the consumer's own buffer)
+    NodeId       epi_buf_node; // the node whose buffer epi_buf is
     LLVMValueRef i_off, j_off; // added to i, j before calling the epilogue (NULL: 0)
 };
 void cg_emit_matmul(Cg *c, const CgGemm *g);

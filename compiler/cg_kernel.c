@@ -362,7 +362,7 @@ static void emit_matmul_epilogue(Cg *c, NodeId id, NodeId mm) {
         cg_bug(c, "fused product %%%u without operand buffers", mm);
     CgGemm g = { .m = c->batch, .n = cg_i(c, M), .k = cg_i(c, K), .a = c->base[x], .b = c->base[w],
                  .a_rs = K, .a_cs = 1, .b_rs = 1, .b_cs = K, .c_rs = M,
-                 .epilogue = epilogue_store, .epi_node = id };
+                 .epilogue = epilogue_store, .epi_node = id, .epi_parallel = true };
     cg_emit_matmul(c, &g);
 }
 
@@ -374,15 +374,33 @@ static void emit_matmul_epilogue(Cg *c, NodeId id, NodeId mm) {
 // read is at the index being written: a member reading an earlier member's
 // buffer sees this iteration's value, and the memory plan keeps every buffer
 // the group reads apart from the ones it writes.
-static void emit_elementwise_group(Cg *c, const NodeId *ids, int n) {
-    Iter it = { .is = node(c, ids[0])->shape, .flat = true };
+typedef struct GroupArg {
+    const NodeId *ids;
+    int           n;
+} GroupArg;
+
+// The group's members at the flat indices [begin, end).
+static void group_range(Cg *c, LLVMValueRef begin, LLVMValueRef end, void *arg) {
+    const GroupArg *ga = arg;
+    Iter it = { .is = node(c, ga->ids[0])->shape, .flat = true };
     CgLoop l;
-    it.flat_ix = cg_loop_begin(c, &l, cg_i(c, ir_numel(it.is)), "eg");
-    for (int k = 0; k < n; k++) {
-        LLVMValueRef v = elem_compute(c, ids[k], &it);
-        cg_store(c, v, cg_gep(c, c->base[ids[k]], elem_offset(c, ids[k], &it)));
+    LLVMValueRef i = cg_loop_begin(c, &l, LLVMBuildSub(c->b, end, begin, ""), "eg");
+    it.flat_ix = LLVMBuildAdd(c->b, begin, i, "");
+    for (int k = 0; k < ga->n; k++) {
+        LLVMValueRef v = elem_compute(c, ga->ids[k], &it);
+        cg_store(c, v, cg_gep(c, c->base[ga->ids[k]], elem_offset(c, ga->ids[k], &it)));
     }
     cg_loop_end(c, &l);
+}
+
+// Large groups (an optimiser's update of a big weight) are split over the threads.
+static void emit_elementwise_group(Cg *c, const NodeId *ids, int n) {
+    GroupArg ga = { ids, n };
+    int64_t numel = ir_numel(node(c, ids[0])->shape);
+    if (c->nc->opt.opt_level >= 2 && numel >= CG_PAR_MIN_ELEMS &&
+        cg_parallel(c, cg_i(c, numel), group_range, &ga))
+        return;
+    group_range(c, cg_i(c, 0), cg_i(c, numel), &ga);
 }
 
 // The group's members at (i, j) of a deferred dW, whose value there is v.
@@ -413,7 +431,8 @@ static void emit_deferred_group(Cg *c, NodeId gemm, const NodeId *ids, int n) {
     CgGemm g = { .m = cg_i(c, m), .n = cg_i(c, nn), .k = c->batch,
                  .a = c->base[a], .b = c->base[x], .c = c->base[gemm],
                  .a_rs = 1, .a_cs = m, .b_rs = nn, .b_cs = 1, .c_rs = nn,
-                 .epilogue = group_epilogue, .epi_node = ids[0], .epi_buf = c->base[gemm] };
+                 .epilogue = group_epilogue, .epi_node = ids[0], .epi_buf = c->base[gemm],
+                 .epi_buf_node = gemm, .epi_parallel = true };
     cg_emit_matmul(c, &g);
     c->epi_gemm = 0;
     c->epi_n = 0;
@@ -955,7 +974,7 @@ static LLVMValueRef float_ptr(Cg *c, LLVMValueRef base, size_t off) {
 }
 
 // Base pointers of every buffer the kernel touches, computed once at entry.
-static void compute_bases(Cg *c) {
+void cg_compute_bases(Cg *c) {
     const CgKPlan *k = c->kp;
     const Model *m = c->m;
     for (NodeId id = 1; id < c->g->n_nodes; id++) {
@@ -1146,7 +1165,7 @@ static NodeId emit_group_or_node(Cg *c, NodeId id) {
 static void emit_body(Cg *c, CgKernelKind kind, LLVMTypeRef ret) {
     if (kind != CG_K_APPLY)
         c->inv_batch = fdiv(c, cg_f(c, 1), LLVMBuildSIToFP(c->b, c->batch, c->f32, ""));
-    compute_bases(c);
+    cg_compute_bases(c);
     for (NodeId id = 1; id < c->g->n_nodes; id++) {
         uint8_t st = c->kp->storage[id];
         if ((st != CG_ST_SCRATCH && st != CG_ST_DEST) || c->kp->is_deferred[id])

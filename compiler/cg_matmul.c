@@ -77,7 +77,7 @@ static void gemm_dot(Cg *c, const CgGemm *g) {
 
 // ---- Register-blocked micro-kernels (explicit vectors of VL floats)
 
-enum { AXPY_MR = 6, AXPY_NV = 2, AXPY_KC = 256, DOT_MR = 4, DOT_NR = 4 };
+enum { AXPY_MR = 6, AXPY_NV = 2, AXPY_KC = 256, AXPY_ROWS_MAX_K = 64, DOT_MR = 4, DOT_NR = 4 };
 
 static int vec_len(Cg *c) { return c->avx512 ? 16 : 8; }
 
@@ -566,14 +566,51 @@ static bool epilogue_buffer(Cg *c, const CgGemm *g, LLVMValueRef *cbuf, int64_t 
 
 // C(i,j) = epilogue(C(i,j)) over the [m][ldc] buffer: one flat loop that LLVM
 // vectorises (bias + activation on 16 elements at a time).
-static void epilogue_loop(Cg *c, const CgGemm *g, LLVMValueRef cbuf, int64_t ldc) {
+typedef struct EpiArg {
+    const CgGemm *g;
+    int64_t       ldc;
+} EpiArg;
+
+// C is the epilogue node's buffer or epi_buf (epilogue_buffer): named by node,
+// so that a body emitted elsewhere (cg_parallel) finds its own pointer.
+static void epilogue_rows(Cg *c, LLVMValueRef begin, LLVMValueRef end, void *arg) {
+    EpiArg *ea = arg;
+    const CgGemm *g = ea->g;
+    LLVMValueRef cbuf = c->base[g->epi_buf ? g->epi_buf_node : g->epi_node];
     CgLoop li, lj;
-    LLVMValueRef i = cg_loop_begin(c, &li, g->m, "se.i");
+    LLVMValueRef i = LLVMBuildAdd(c->b, begin, cg_loop_begin(c, &li, LLVMBuildSub(c->b, end, begin, ""), "se.i"), "");
     LLVMValueRef j = cg_loop_begin(c, &lj, g->n, "se.j");
-    LLVMValueRef v = cg_load(c, cg_gep(c, cbuf, LLVMBuildAdd(c->b, mul_i(c, i, ldc), j, "")));
+    LLVMValueRef v = cg_load(c, cg_gep(c, cbuf, LLVMBuildAdd(c->b, mul_i(c, i, ea->ldc), j, "")));
     g->epilogue(c, g, i, j, v);
     cg_loop_end(c, &lj);
     cg_loop_end(c, &li);
+}
+
+// The rows are split over the threads when there are many elements (after
+// nnrt_sgemm: bias and activation of a large layer, or a weight's update).
+static void epilogue_loop(Cg *c, const CgGemm *g, LLVMValueRef cbuf, int64_t ldc) {
+    EpiArg ea = { g, ldc };
+    int64_t n, m;
+    NN_ASSERT(cbuf == c->base[g->epi_buf ? g->epi_buf_node : g->epi_node]);
+    if (!g->epi_parallel || c->nc->opt.opt_level < 2 || !const_of(g->n, &n) ||
+        (const_of(g->m, &m) && m * n < CG_PAR_MIN_ELEMS)) {
+        epilogue_rows(c, cg_i(c, 0), g->m, &ea);
+        return;
+    }
+    // m * n >= CG_PAR_MIN_ELEMS ? split : serial (m is the batch here)
+    LLVMBasicBlockRef par = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "se.par");
+    LLVMBasicBlockRef ser = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "se.serial");
+    LLVMBasicBlockRef done = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "se.done");
+    LLVMValueRef big = LLVMBuildICmp(c->b, LLVMIntSGE, mul_i(c, g->m, n), cg_i(c, CG_PAR_MIN_ELEMS), "");
+    LLVMBuildCondBr(c->b, big, par, ser);
+    LLVMPositionBuilderAtEnd(c->b, par);
+    if (!cg_parallel(c, g->m, epilogue_rows, &ea))
+        epilogue_rows(c, cg_i(c, 0), g->m, &ea);
+    LLVMBuildBr(c->b, done);
+    LLVMPositionBuilderAtEnd(c->b, ser);
+    epilogue_rows(c, cg_i(c, 0), g->m, &ea);
+    LLVMBuildBr(c->b, done);
+    LLVMPositionBuilderAtEnd(c->b, done);
 }
 
 static void emit_inline(Cg *c, const CgGemm *g) {
@@ -582,8 +619,24 @@ static void emit_inline(Cg *c, const CgGemm *g) {
     if (g->epilogue && g->epi_buf && g->b_cs == 1) {
         // dW into its update: the blocked axpy kernel runs the epilogue on each
         // finished tile; otherwise C is stored, then the epilogue runs over it.
-        if (c->nc->opt.opt_level >= 2 && gemm_axpy_rows_epilogue(c, g))
+        int64_t m, n;
+        if (c->nc->opt.opt_level >= 2 && const_of(g->m, &m) && const_of(g->n, &n) && n >= AXPY_NV * vec_len(c)) {
+            // Up to AXPY_ROWS_MAX_K samples B is read in place by row blocks;
+            // beyond, B is packed per column block (gemm_axpy_blocked), which
+            // keeps it in L1 (mnist b256 without: +12 %).
+            LLVMBasicBlockRef rows = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "dw.rows");
+            LLVMBasicBlockRef packed = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "dw.packed");
+            LLVMBasicBlockRef done = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "dw.done");
+            LLVMBuildCondBr(c->b, LLVMBuildICmp(c->b, LLVMIntSLE, g->k, cg_i(c, AXPY_ROWS_MAX_K), ""), rows, packed);
+            LLVMPositionBuilderAtEnd(c->b, rows);
+            gemm_axpy_rows_epilogue(c, g);
+            LLVMBuildBr(c->b, done);
+            LLVMPositionBuilderAtEnd(c->b, packed);
+            gemm_axpy_blocked(c, g);
+            LLVMBuildBr(c->b, done);
+            LLVMPositionBuilderAtEnd(c->b, done);
             return;
+        }
         CgGemm raw = *g;
         raw.epilogue = NULL;
         raw.c = g->epi_buf;

@@ -27,10 +27,12 @@ static void check_close(const char *what, const float *a, const float *b, size_t
 }
 
 // Three steps of train_step on one instance, grad + apply on its twin.
-static void same_as_grad_then_apply(CgT *t, size_t batch) {
+static void same_as_grad_then_apply_threads(CgT *t, size_t batch, int threads) {
     const nnc_model_info *info = &t->d->info;
     nnrt_model *a = info->create(11), *b = info->create(11);
     cr_assert(a && b);
+    info->set_threads(a, threads);
+    info->set_threads(b, threads);
     size_t np = info->param_count;
     float *x = cgt_random(batch * info->input_size, -1, 1), *y = cgt_random(batch * info->target_size, 0, 1);
     float *g = calloc(np, sizeof(float));
@@ -48,6 +50,8 @@ static void same_as_grad_then_apply(CgT *t, size_t batch) {
     info->destroy(b);
     free(x), free(y), free(g);
 }
+
+static void same_as_grad_then_apply(CgT *t, size_t batch) { same_as_grad_then_apply_threads(t, batch, 1); }
 
 static void check_model(const char *src) {
     static const size_t batches[] = { 1, 3, 17, 300 };
@@ -102,5 +106,32 @@ Test(cg_train, non_finite_objective_changes_nothing) {
     cr_assert_eq(a->step, 1);
     info->destroy(a);
     free(x), free(y), free(p0), free(s0);
+    cgt_free(&t);
+}
+
+// Layers large enough for the loops split over threads (cg_parallel.c): the
+// forward epilogue after nnrt_sgemm (260 x 256 elements) and the weight's
+// update (256 x 300). Two threads give the same bits as one, and train_step
+// still equals grad then apply.
+Test(cg_train, large_loops_split_over_threads) {
+    CgT t;
+    cgt_build(&t, "model big { input x[300]; target y[10];\n"
+                  "h = dense(x, 256, relu); z = dense(h, 10);\n"
+                  "output softmax(z); loss softmax_cross_entropy(z, y); train adam(lr = 0.001); }");
+    const nnc_model_info *info = &t.d->info;
+    size_t batch = 260, np = info->param_count;
+    nnrt_model *one = info->create(3), *two = info->create(3);
+    info->set_threads(two, 2);
+    float *x = cgt_random(batch * 300, -1, 1), *y = cgt_random(batch * 10, 0, 1);
+    for (int step = 0; step < 3; step++) {
+        float l1 = info->train_step(one, x, y, batch), l2 = info->train_step(two, x, y, batch);
+        cr_assert_eq(l1, l2, "step %d", step);
+        cr_assert_arr_eq(one->params, two->params, np * sizeof(float), "step %d", step);
+        cr_assert_arr_eq(one->state, two->state, t.d->state_count * sizeof(float), "step %d", step);
+    }
+    info->destroy(one);
+    info->destroy(two);
+    same_as_grad_then_apply_threads(&t, batch, 2);
+    free(x), free(y);
     cgt_free(&t);
 }
