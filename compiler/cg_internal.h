@@ -128,6 +128,7 @@ typedef struct CgLoop {
 } CgLoop;
 LLVMValueRef cg_loop_begin(Cg *c, CgLoop *l, LLVMValueRef n, const char *name);
 void         cg_loop_end(Cg *c, CgLoop *l);
+void         cg_loop_end_plain(Cg *c, CgLoop *l);   // not vectorised nor unrolled (its inner loops are)
 
 // ---- cg_kernel.c
 void cg_emit_kernels(Cg *c);
@@ -141,6 +142,7 @@ typedef void (*CgRangeBody)(Cg *c, LLVMValueRef begin, LLVMValueRef end, void *a
 // every c->base are the function's own: body must not use other values of the
 // kernel. False (nothing emitted) when the kernel has no rt.
 bool cg_parallel(Cg *c, LLVMValueRef n, CgRangeBody body, void *arg);
+bool cg_parallel_ok(Cg *c);   // whether cg_parallel would split a loop of this kernel
 // cg_kernel.c: c->base of every buffer of the kernel, from its arguments.
 void cg_compute_bases(Cg *c);
 

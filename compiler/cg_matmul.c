@@ -136,16 +136,16 @@ static void tile_epilogue(Cg *c, const CgGemm *g, LLVMValueRef acc[AXPY_MR][AXPY
     for (int r = 0; r < mr; r++)
         for (int v = 0; v < nv; v++)
             vstore(c, LLVMBuildLoad2(c->b, vt, acc[r][v], ""), cg_gep(c, tile, cg_i(c, r * nb + v * vl)));
-    // One loop per row (a loop over the rows too let LLVM vectorise across
-    // rows, with gathers and scatters).
-    for (int r = 0; r < mr; r++) {
-        CgLoop lj;
-        LLVMValueRef j = cg_loop_begin(c, &lj, cg_i(c, nb), "te.j");
-        LLVMValueRef v = cg_load(c, cg_gep(c, tile, LLVMBuildAdd(c->b, cg_i(c, r * nb), j, "")));
-        g->epilogue(c, g, add_off(c, LLVMBuildAdd(c->b, i0, cg_i(c, r), ""), g->i_off),
-                    add_off(c, LLVMBuildAdd(c->b, j0, j, ""), g->j_off), v);
-        cg_loop_end(c, &lj);
-    }
+    // The loop over the rows is kept a loop, not vectorised (LLVM vectorised
+    // it across rows, with gathers and scatters) nor unrolled (one copy of the
+    // epilogue's code per row: compile time).
+    CgLoop lr, lj;
+    LLVMValueRef r = cg_loop_begin(c, &lr, cg_i(c, mr), "te.r");
+    LLVMValueRef j = cg_loop_begin(c, &lj, cg_i(c, nb), "te.j");
+    LLVMValueRef v = cg_load(c, cg_gep(c, tile, LLVMBuildAdd(c->b, mul_i(c, r, nb), j, "")));
+    g->epilogue(c, g, add_off(c, LLVMBuildAdd(c->b, i0, r, ""), g->i_off), add_off(c, LLVMBuildAdd(c->b, j0, j, ""), g->j_off), v);
+    cg_loop_end(c, &lj);
+    cg_loop_end_plain(c, &lr);
 }
 
 // B's rows contiguous, n constant: blocks of AXPY_MR rows x AXPY_NV vectors of C
@@ -586,31 +586,15 @@ static void epilogue_rows(Cg *c, LLVMValueRef begin, LLVMValueRef end, void *arg
     cg_loop_end(c, &li);
 }
 
-// The rows are split over the threads when there are many elements (after
-// nnrt_sgemm: bias and activation of a large layer, or a weight's update).
-static void epilogue_loop(Cg *c, const CgGemm *g, LLVMValueRef cbuf, int64_t ldc) {
+// After nnrt_sgemm (a large product: bias and activation of a large layer,
+// or a weight's update over a stored dW) the rows are split over the threads;
+// after the inline kernels (small products) the loop stays serial: one copy
+// of the epilogue's code each (compile time).
+static void epilogue_loop(Cg *c, const CgGemm *g, LLVMValueRef cbuf, int64_t ldc, bool split) {
     EpiArg ea = { g, ldc };
-    int64_t n, m;
     NN_ASSERT(cbuf == c->base[g->epi_buf ? g->epi_buf_node : g->epi_node]);
-    if (!g->epi_parallel || c->nc->opt.opt_level < 2 || !const_of(g->n, &n) ||
-        (const_of(g->m, &m) && m * n < CG_PAR_MIN_ELEMS)) {
+    if (!(split && g->epi_parallel && cg_parallel(c, g->m, epilogue_rows, &ea)))
         epilogue_rows(c, cg_i(c, 0), g->m, &ea);
-        return;
-    }
-    // m * n >= CG_PAR_MIN_ELEMS ? split : serial (m is the batch here)
-    LLVMBasicBlockRef par = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "se.par");
-    LLVMBasicBlockRef ser = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "se.serial");
-    LLVMBasicBlockRef done = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "se.done");
-    LLVMValueRef big = LLVMBuildICmp(c->b, LLVMIntSGE, mul_i(c, g->m, n), cg_i(c, CG_PAR_MIN_ELEMS), "");
-    LLVMBuildCondBr(c->b, big, par, ser);
-    LLVMPositionBuilderAtEnd(c->b, par);
-    if (!cg_parallel(c, g->m, epilogue_rows, &ea))
-        epilogue_rows(c, cg_i(c, 0), g->m, &ea);
-    LLVMBuildBr(c->b, done);
-    LLVMPositionBuilderAtEnd(c->b, ser);
-    epilogue_rows(c, cg_i(c, 0), g->m, &ea);
-    LLVMBuildBr(c->b, done);
-    LLVMPositionBuilderAtEnd(c->b, done);
 }
 
 static void emit_inline(Cg *c, const CgGemm *g) {
@@ -655,7 +639,7 @@ static void emit_inline(Cg *c, const CgGemm *g) {
         raw.accumulate = false;
         if (!gemm_dot_blocked(c, &raw))
             gemm_dot(c, &raw);
-        epilogue_loop(c, g, cbuf, ldc);
+        epilogue_loop(c, g, cbuf, ldc, false);
         return;
     }
     if (g->epilogue) {   // dot products only: each C(i,j) is complete when stored
@@ -736,7 +720,7 @@ static void emit_sgemm(Cg *c, const CgGemm *g, int ta, int64_t lda, int tb, int6
     };
     LLVMBuildCall2(c->b, ft, fn, args, 14, "");
     if (g->epilogue)
-        epilogue_loop(c, g, cbuf, ldc);
+        epilogue_loop(c, g, cbuf, ldc, true);
 }
 
 // Routes g to nnrt_sgemm when it is large (a run-time branch when the batch is

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include <llvm-c/Analysis.h>
+#include <llvm-c/DebugInfo.h>
 #include <llvm-c/Target.h>
 #include <llvm-c/Transforms/PassBuilder.h>
 
@@ -96,12 +97,29 @@ LLVMValueRef cg_loop_begin(Cg *c, CgLoop *l, LLVMValueRef n, const char *name) {
     return l->phi;
 }
 
-void cg_loop_end(Cg *c, CgLoop *l) {
+static LLVMValueRef loop_latch(Cg *c, CgLoop *l) {
     LLVMValueRef next = LLVMBuildNSWAdd(c->b, l->phi, cg_i(c, 1), "");
     LLVMBasicBlockRef latch = LLVMGetInsertBlock(c->b);
-    LLVMBuildCondBr(c->b, LLVMBuildICmp(c->b, LLVMIntSLT, next, l->n, ""), l->body, l->exit);
+    LLVMValueRef br = LLVMBuildCondBr(c->b, LLVMBuildICmp(c->b, LLVMIntSLT, next, l->n, ""), l->body, l->exit);
     LLVMAddIncoming(l->phi, &next, &latch, 1);
     LLVMPositionBuilderAtEnd(c->b, l->exit);
+    return br;
+}
+
+void cg_loop_end(Cg *c, CgLoop *l) { loop_latch(c, l); }
+
+// !llvm.loop !{self, !{"llvm.loop.vectorize.enable", i1 false}, !{"llvm.loop.unroll.disable"}}:
+// the loop stays a loop and is not vectorised (its inner loop is).
+void cg_loop_end_plain(Cg *c, CgLoop *l) {
+    LLVMValueRef br = loop_latch(c, l);
+    LLVMMetadataRef self = LLVMTemporaryMDNode(c->ctx, NULL, 0);
+    LLVMMetadataRef vec[2] = { LLVMMDStringInContext2(c->ctx, "llvm.loop.vectorize.enable", 26),
+                               LLVMValueAsMetadata(LLVMConstInt(c->i1, 0, 0)) };
+    LLVMMetadataRef unroll = LLVMMDStringInContext2(c->ctx, "llvm.loop.unroll.disable", 24);
+    LLVMMetadataRef ops[3] = { self, LLVMMDNodeInContext2(c->ctx, vec, 2), LLVMMDNodeInContext2(c->ctx, &unroll, 1) };
+    LLVMMetadataRef loop = LLVMMDNodeInContext2(c->ctx, ops, 3);
+    LLVMMetadataReplaceAllUsesWith(self, loop);
+    LLVMSetMetadata(br, LLVMGetMDKindIDInContext(c->ctx, "llvm.loop", 9), LLVMMetadataAsValue(c->ctx, loop));
 }
 
 void cg_set_fn_attrs(Cg *c, LLVMValueRef fn) {

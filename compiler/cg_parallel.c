@@ -46,8 +46,14 @@ static LLVMValueRef new_fn(Cg *c, const char *name, LLVMTypeRef ft) {
     return fn;
 }
 
+// Only in the kernels of a train step: grad, loss and predict stay serial
+// (a loop split at run time is a second copy of its code: compile time).
+bool cg_parallel_ok(Cg *c) {
+    return c->a_rt && c->nc->opt.opt_level >= 2 && (c->kp->kind == CG_K_TRAIN || c->kp->kind == CG_K_APPLY);
+}
+
 bool cg_parallel(Cg *c, LLVMValueRef n, CgRangeBody body, void *arg) {
-    if (!c->a_rt)
+    if (!cg_parallel_ok(c))
         return false;
     LLVMValueRef *slot[N_ARG];
     arg_slots(c, slot);
