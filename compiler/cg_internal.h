@@ -63,6 +63,8 @@ typedef struct CgPlan {
     CgKPlan k[CG_N_KERNELS];
     bool    has_train;      // the TRAIN kernel exists (train_values, and every write of a
                             // parameter or state comes after the objective is known)
+    bool    grad_is_loss;   // grad with grad == NULL returns the objective before writing
+                            // anything: no LOSS kernel (loss() calls grad)
     size_t  fixed;          // bytes: max over kernels (the per-sample region starts here)
     size_t  per_sample;     // bytes per sample: max over kernels
 } CgPlan;

@@ -1109,6 +1109,17 @@ static void finish_stores(Cg *c, CgKernelKind kind) {
     }
 }
 
+// grad called by loss() (grad == NULL): the objective is all it needs.
+static void return_if_no_grad(Cg *c) {
+    LLVMValueRef none = LLVMBuildICmp(c->b, LLVMIntEQ, c->a_grad, LLVMConstNull(c->ptr), "");
+    LLVMBasicBlockRef ret = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "loss_only");
+    LLVMBasicBlockRef go = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "backward");
+    LLVMBuildCondBr(c->b, none, ret, go);
+    LLVMPositionBuilderAtEnd(c->b, ret);
+    LLVMBuildRet(c->b, value_at(c, c->m->objective, NULL, cg_i(c, 0)));
+    LLVMPositionBuilderAtEnd(c->b, go);
+}
+
 // train: a non-finite objective returns before anything is written
 // (LANGUAGE.md §7: the model stays unchanged). cg_plan.c makes sure every
 // parameter and state is written after this point.
@@ -1173,6 +1184,8 @@ static void emit_body(Cg *c, CgKernelKind kind, LLVMTypeRef ret) {
         NodeId end = emit_group_or_node(c, id);
         if (kind == CG_K_TRAIN && c->m->objective >= id && c->m->objective <= end)
             return_if_not_finite(c);
+        if (kind == CG_K_GRAD && c->plan.grad_is_loss && c->m->objective >= id && c->m->objective <= end)
+            return_if_no_grad(c);
         id = end;
     }
     switch (kind) {
@@ -1302,5 +1315,6 @@ static LLVMValueRef emit_kernel(Cg *c, CgKernelKind kind) {
 void cg_emit_kernels(Cg *c) {
     c->base = nn_alloc_array(&c->nc->arena, c->g->n_nodes, sizeof(LLVMValueRef));
     for (int k = 0; k < CG_N_KERNELS; k++)
-        c->kernel[k] = k == CG_K_TRAIN && !c->plan.has_train ? NULL : emit_kernel(c, (CgKernelKind)k);
+        c->kernel[k] = (k == CG_K_TRAIN && !c->plan.has_train) || (k == CG_K_LOSS && c->plan.grad_is_loss)
+                           ? NULL : emit_kernel(c, (CgKernelKind)k);
 }

@@ -368,7 +368,8 @@ static void emit_api(Cg *c) {
         info, inits, i64c(c, m->state_count), i64c(c, m->n_states), states,
         i64c(c, c->plan.fixed), i64c(c, c->plan.per_sample), cg_f(c, m->opt.lr), i32c(c, c->nc->opt.threads),
         const_string(c, model_signature(c), "nnc.signature"),
-        c->kernel[CG_K_GRAD], c->kernel[CG_K_LOSS], c->kernel[CG_K_PREDICT], c->kernel[CG_K_APPLY],
+        c->kernel[CG_K_GRAD], c->kernel[CG_K_LOSS] ? c->kernel[CG_K_LOSS] : LLVMConstNull(c->ptr),
+        c->kernel[CG_K_PREDICT], c->kernel[CG_K_APPLY],
         c->kernel[CG_K_TRAIN] ? c->kernel[CG_K_TRAIN] : LLVMConstNull(c->ptr),
     };
     LLVMValueRef dinit = LLVMConstStructInContext(c->ctx, desc_f, NN_COUNTOF(desc_f), 0);

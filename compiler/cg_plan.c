@@ -449,11 +449,12 @@ static void plan_kernel(Arena *a, const Model *m, CgKernelKind kind, int opt_lev
         }
 }
 
-// The train kernel checks the objective before it writes anything: every
-// parameter or state written in place must be written after the objective's
+// The train kernel checks the objective before it writes anything, and the
+// grad kernel returns it there when it has no gradient to write (loss()):
+// every destination written in place must be written after the objective's
 // loop (a group writes at its first member; copies happen at the end).
-static bool train_writes_after_objective(const Model *m, const CgKPlan *k) {
-    if (!m->train_values)
+static bool writes_after_objective(const Model *m, const CgKPlan *k) {
+    if (!m->objective)
         return false;
     for (NodeId id = 1; id < m->g->n_nodes && id <= m->objective; id++) {
         NodeId end = k->group_end[id] ? k->group_end[id] : id;
@@ -473,7 +474,8 @@ void cg_plan(Arena *a, const Model *m, int opt_level, CgPlan *p) {
         if (p->k[i].per_sample > p->per_sample)
             p->per_sample = p->k[i].per_sample;
     }
-    p->has_train = train_writes_after_objective(m, &p->k[CG_K_TRAIN]);
+    p->has_train = m->train_values && writes_after_objective(m, &p->k[CG_K_TRAIN]);
+    p->grad_is_loss = m->grads && writes_after_objective(m, &p->k[CG_K_GRAD]);
 }
 
 void cg_scratch_sizes(NnCtx *c, const Model *m, size_t *fixed_bytes, size_t *per_sample_bytes) {

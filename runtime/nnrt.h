@@ -62,7 +62,7 @@ typedef struct nnrt_desc {
     int32_t                default_threads;    // -j N (0: the runtime decides)
     const char            *signature;     // model signature stored in checkpoints
     nnrt_grad_fn           grad;
-    nnrt_loss_fn           loss;
+    nnrt_loss_fn           loss;          // NULL: grad with grad == NULL returns the objective
     nnrt_predict_fn        predict;
     nnrt_apply_fn          apply;
     nnrt_train_fn          train;         // NULL: train_step is grad then apply

@@ -43,6 +43,10 @@ static void same_as_grad_then_apply_threads(CgT *t, size_t batch, int threads) {
         cr_assert(fabsf(la - lb) <= 1e-6f * fmaxf(1.0f, fabsf(lb)), "batch %zu step %d: loss %.9g vs %.9g", batch,
                   step, (double)la, (double)lb);
         check_close("param", a->params, b->params, np, step);
+        // loss() runs the grad kernel without a gradient: the same objective as grad's
+        // on the same parameters (b has just been updated: compare with a fresh grad).
+        float lg = info->grad(b, x, y, batch, g), ll = info->loss(b, x, y, batch);
+        cr_assert_eq(ll, lg, "loss %.9g vs grad's objective %.9g", (double)ll, (double)lg);
         check_close("state", a->state, b->state, t->d->state_count, step);
         cr_assert_eq(a->step, b->step);
     }
@@ -58,6 +62,7 @@ static void check_model(const char *src) {
     CgT t;
     cgt_build(&t, src);
     cr_assert(t.d->train, "the model should have a fused train kernel");
+    cr_assert_null(t.d->loss, "loss() should run the grad kernel (no loss kernel)");
     for (size_t i = 0; i < sizeof batches / sizeof batches[0]; i++)
         same_as_grad_then_apply(&t, batches[i]);
     cgt_free(&t);
