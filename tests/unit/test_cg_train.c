@@ -20,42 +20,7 @@ static const char *plain_src =
     "h = dense(x, 20, sigmoid); z = dense(h, 3);\n"
     "output z; loss mse(z, y); train sgd(lr = 0.1); }";
 
-static void check_close(const char *what, const float *a, const float *b, size_t n, int step) {
-    for (size_t i = 0; i < n; i++)
-        cr_assert(fabsf(a[i] - b[i]) <= 2e-6f * fmaxf(1.0f, fabsf(b[i])), "step %d %s[%zu]: %.9g vs %.9g", step, what,
-                  i, (double)a[i], (double)b[i]);
-}
-
-// Three steps of train_step on one instance, grad + apply on its twin.
-static void same_as_grad_then_apply_threads(CgT *t, size_t batch, int threads) {
-    const nnc_model_info *info = &t->d->info;
-    nnrt_model *a = info->create(11), *b = info->create(11);
-    cr_assert(a && b);
-    info->set_threads(a, threads);
-    info->set_threads(b, threads);
-    size_t np = info->param_count;
-    float *x = cgt_random(batch * info->input_size, -1, 1), *y = cgt_random(batch * info->target_size, 0, 1);
-    float *g = calloc(np, sizeof(float));
-    for (int step = 0; step < 3; step++) {
-        float la = info->train_step(a, x, y, batch);
-        float lb = info->grad(b, x, y, batch, g);
-        info->apply(b, g);
-        cr_assert(fabsf(la - lb) <= 1e-6f * fmaxf(1.0f, fabsf(lb)), "batch %zu step %d: loss %.9g vs %.9g", batch,
-                  step, (double)la, (double)lb);
-        check_close("param", a->params, b->params, np, step);
-        // loss() runs the grad kernel without a gradient: the same objective as grad's
-        // on the same parameters (b has just been updated: compare with a fresh grad).
-        float lg = info->grad(b, x, y, batch, g), ll = info->loss(b, x, y, batch);
-        cr_assert_eq(ll, lg, "loss %.9g vs grad's objective %.9g", (double)ll, (double)lg);
-        check_close("state", a->state, b->state, t->d->state_count, step);
-        cr_assert_eq(a->step, b->step);
-    }
-    info->destroy(a);
-    info->destroy(b);
-    free(x), free(y), free(g);
-}
-
-static void same_as_grad_then_apply(CgT *t, size_t batch) { same_as_grad_then_apply_threads(t, batch, 1); }
+static void same_as_grad_then_apply(CgT *t, size_t batch) { cgt_same_as_grad_then_apply(t, batch, 1); }
 
 static void check_model(const char *src) {
     static const size_t batches[] = { 1, 3, 17, 300 };
@@ -136,7 +101,7 @@ Test(cg_train, large_loops_split_over_threads) {
     }
     info->destroy(one);
     info->destroy(two);
-    same_as_grad_then_apply_threads(&t, batch, 2);
+    cgt_same_as_grad_then_apply(&t, batch, 2);
     free(x), free(y);
     cgt_free(&t);
 }
