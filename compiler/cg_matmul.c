@@ -397,6 +397,17 @@ static bool reduce_tree(Cg *c, LLVMValueRef acc[DOT_MR][DOT_NR], LLVMValueRef *s
     return true;
 }
 
+// g restricted to its columns from j0 on (the epilogue still sees C's absolute j).
+static CgGemm columns_from(Cg *c, const CgGemm *g, LLVMValueRef j0) {
+    CgGemm e = *g;
+    e.n = LLVMBuildSub(c->b, g->n, j0, "");
+    e.b = cg_gep(c, g->b, LLVMBuildMul(c->b, j0, cg_i(c, g->b_cs), ""));
+    if (g->c)
+        e.c = cg_gep(c, g->c, j0);
+    e.j_off = add_off(c, j0, g->j_off);
+    return e;
+}
+
 // The rows of A left over by the blocked dot kernel (fewer than DOT_MR; at
 // batch 1, all of them), one at a time against DOT_MR * DOT_NR columns of B:
 // as many independent vector sums as the blocked kernel (one sum per column
@@ -445,12 +456,7 @@ static bool gemm_dot_rows(Cg *c, const CgGemm *g, int64_t k) {
     }
     cg_loop_end(c, &lj);
     cg_loop_end(c, &li);
-    CgGemm e = *g;   // the last columns
-    e.n = LLVMBuildSub(c->b, g->n, n_full, "");
-    e.b = cg_gep(c, g->b, mul_i(c, n_full, g->b_cs));
-    if (g->c)
-        e.c = cg_gep(c, g->c, n_full);
-    e.j_off = add_off(c, n_full, g->j_off);
+    CgGemm e = columns_from(c, g, n_full);   // the last columns
     gemm_dot(c, &e);
     return true;
 }
@@ -526,13 +532,8 @@ static bool gemm_dot_blocked(Cg *c, const CgGemm *g) {
     cg_loop_end(c, &lj);
     cg_loop_end(c, &li);
     cg_loop_end(c, &lpan);
-    CgGemm e = *g;   // the last columns of the full row blocks
+    CgGemm e = columns_from(c, g, n_full);   // the last columns of the full row blocks
     e.m = m_full;
-    e.n = LLVMBuildSub(c->b, g->n, n_full, "");
-    e.b = cg_gep(c, g->b, mul_i(c, n_full, g->b_cs));
-    if (g->c)
-        e.c = cg_gep(c, g->c, n_full);
-    e.j_off = add_off(c, n_full, g->j_off);
     gemm_dot(c, &e);
     e = *g;          // the last rows
     e.m = LLVMBuildSub(c->b, g->m, m_full, "");
