@@ -1,13 +1,14 @@
 // cg_internal.h: private interface of the LLVM backend (cg_*.c).
 //
-// The backend turns a train-step Model into one LLVM module holding four
-// kernels (grad, loss, predict, apply: runtime/nnrt.h), the model's nnrt_desc
-// and the exported API of ABI.md §2. The stages:
+// The backend turns a train-step Model into one LLVM module holding the
+// kernels (grad, loss, predict, apply, train: runtime/nnrt.h), the model's
+// nnrt_desc and the exported API of ABI.md §2. The stages:
 //   cg_plan.c    which nodes each kernel computes, which are fused into their
 //                consumer's loop, and the static memory plan (scratch offsets
 //                by liveness); independent of LLVM
 //   cg_kernel.c  lowering of the ops into loops with constant shapes
 //   cg_matmul.c  matrix products (cg_emit_matmul), behind one function
+//   cg_parallel.c  loops split over the threads (cg_parallel)
 //   cg_module.c  context, target machine, the descriptor and wrappers,
 //                verification, the pass pipeline, objects, linking
 #ifndef NNC_CG_INTERNAL_H

@@ -1,4 +1,4 @@
-// cg_kernel.c: the four kernels of runtime/nnrt.h as LLVM functions. Input:
+// cg_kernel.c: the kernels of runtime/nnrt.h as LLVM functions. Input:
 // the Model and its CgPlan; every shape is a constant, the batch the only
 // run-time bound. Each kernel computes its needed nodes in id order; a node
 // stored in a buffer gets its own loop nest (over the batch, then over its

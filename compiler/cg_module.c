@@ -2,7 +2,7 @@
 // ir_build_train_step). Output, as c->opt.emit says: LLVM IR text, assembly,
 // an object, or a shared library linked with libnnrt; and the header.
 //
-// The module holds the four kernels (cg_kernel.c, internal), the model's
+// The module holds the kernels (cg_kernel.c, internal), the model's
 // `static const nnrt_desc P_desc` (runtime/nnrt.h), the exported API of
 // ABI.md §2 as thin wrappers around the runtime's generic nnrt_* functions,
 // and nnc_model_entry(). Only those wrappers and the entry have default

@@ -3,7 +3,9 @@
 //
 // A kernel computes the nodes its roots need (grad: the objective and every
 // gradient; loss: the objective; predict: the output; apply: the stores'
-// values), in id order, which is topological. Each needed node gets a storage:
+// values; train: the objective and the stores' train_values, the update
+// written on the gradients), in id order, which is topological. Each needed
+// node gets a storage:
 // - LEAF: params, x, y, state, grad_in (external arrays) or a value (CONST, SCALAR_ARG);
 // - INLINE: an elementwise node with one use whose consumer is elementwise with
 //   the same shape and batch-ness, or a reduction reading each element once
@@ -16,6 +18,9 @@
 //   into grad[], the output into out[], an optimiser update into its parameter
 //   or state when no later read of the old value exists);
 // - SCRATCH: a buffer in the scratch arena.
+// In apply and train, consecutive elementwise updates of one shape form groups
+// (one loop), and in train a dW read only by one group is deferred to it: the
+// group becomes the GEMM's epilogue (plan_groups, plan_deferred).
 // Scratch buffers get offsets by liveness (first fit, freed after the last
 // use): invariant buffers at fixed offsets, per-sample buffers ([batch, numel])
 // at fixed_total + off * batch. Buffers are 64-byte aligned.
