@@ -33,7 +33,17 @@ static void check_model(const char *src) {
     cgt_free(&t);
 }
 
+// A weight used twice (its gradient is a sum of two products: only one of them,
+// if any, can be computed inside the update), AdamW, a scalar parameter, and a
+// parameter that does not reach the loss (its gradient is zero: weight decay only).
+static const char *tied_src =
+    "model tied { input x[40]; target y[40];\n"
+    "param W[40, 40] = normal(0, 0.2); param s = constant(0.5); param unused[3] = ones();\n"
+    "h = tanh(W @ x); o = s * (W @ h);\n"
+    "output o; loss mse(o, y); train adam(lr = 0.01, weight_decay = 0.1); }";
+
 Test(cg_train, momentum_nesterov_weight_decay) { check_model(momentum_src); }
+Test(cg_train, tied_weights_adamw) { check_model(tied_src); }
 Test(cg_train, adam) { check_model(adam_src); }
 Test(cg_train, plain_sgd) { check_model(plain_src); }
 
