@@ -136,8 +136,4 @@ NNRT_HIDDEN void nnrt_sgemm(nnrt_model *rt, int ta, int tb, int64_t M, int64_t N
                             float alpha, const float *A, int64_t lda, const float *B, int64_t ldb,
                             float beta, float *C, int64_t ldc);
 
-// A hand-written model for tests (runtime/testmodel.c): y = W x + b, W[2,3] xavier, b[2]
-// zeros, loss sum((y - t)^2) averaged over the batch, Adam; input 3, target and output 2.
-NNRT_HIDDEN const nnrt_desc *nnrt_test_linear(void);
-
 #endif

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "nnrt.h"
+#include "linear_model.h"
 
 int fuzz_rt_ckpt_one(const uint8_t *data, size_t size) {
     nnrt_model *m = nnrt_create(nnrt_test_linear(), 1);

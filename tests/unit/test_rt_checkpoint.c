@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include "nnrt.h"
+#include "linear_model.h"
 
 enum { B = 4, NP = 8, NS = 16 };
 

@@ -12,6 +12,7 @@
 #include "../fuzz/fuzz_rt_csv.c"
 #include "../fuzz/fuzz_rt_idx.c"
 #include "../fuzz/fuzz_rt_npy.c"
+#include "linear_model.h"
 
 // Runs `one` on every file of tests/fuzz/<sub>; returns how many there were.
 static int replay(const char *sub, int (*one)(const uint8_t *, size_t)) {

@@ -4,6 +4,7 @@
 #include <math.h>
 #include <string.h>
 #include "nnrt.h"
+#include "linear_model.h"
 
 enum { B = 8 };
 

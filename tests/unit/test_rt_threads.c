@@ -4,6 +4,7 @@
 #include <stdatomic.h>
 #include <string.h>
 #include "nnrt.h"
+#include "linear_model.h"
 
 typedef struct Job {
     int64_t      begin[64], end[64];   // the chunks seen, by chunk start

@@ -1,11 +1,11 @@
-// testmodel.c: a hand-written model in the shape of what codegen emits, for tests of the
-// runtime and of the training driver before (and beside) generated code: y = W x + b with
-// W[2,3] xavier, b[2] zeros, per-sample loss sum((y - t)²), mean over the batch, trained by
-// Adam (β1 0.9, β2 0.999, eps 1e-8) with state tensors W.m, b.m, W.v, b.v. Linked into a
-// program only if it calls nnrt_test_linear().
+// linear_model.c: a hand-written model in the shape of what codegen emits, for the
+// runtime's tests (library nnc_test_models, linked into the rt tests and fuzzers, never
+// into libnnrt): y = W x + b with W[2,3] xavier, b[2] zeros, per-sample loss
+// sum((y - t)²), mean over the batch, trained by Adam (β1 0.9, β2 0.999, eps 1e-8) with
+// state tensors W.m, b.m, W.v, b.v.
 #include <math.h>
 #include <string.h>
-#include "nnrt.h"
+#include "linear_model.h"
 
 enum { IN = 3, OUT = 2, N_PARAMS = OUT * IN + OUT };
 
