@@ -11,14 +11,23 @@
 //
 // The micro-kernel stores or adds its tile straight into C (prefetching C's
 // rows first); `beta = 0` needs no pass over C (the first K block stores).
-// op(A) = A and op(B) = B^T are packed through 16 x 16 register transposes.
+// Edge tiles use the same kernel with fewer rows and masked columns. op(A) = A
+// and op(B) = B are read in place, without packing, unless their rows are a
+// multiple of 1 KB apart (then a panel's rows share L1 sets; see `direct`);
+// op(A) = A (then) and op(B) = B^T are packed through 16 x 16 register
+// transposes.
 //
-// Threads split the columns of C into contiguous blocks of NR; each element of
-// C is computed by one thread in the same order whatever the thread count, so
-// results are bit-for-bit the same with 1 or N threads. With several threads a
-// large op(A) is packed once, by all of them, and shared (pack_all_a).
-// KC, MC and NC can be set with -D for tuning (docs/performance.md).
+// Threads: one parallel_for per product. Its threads first pack all of op(A)
+// once, shared (unless it is read in place), then take units of columns of C
+// (about 2 per thread, multiples of NR) in turn until none is left, so that a
+// thread slowed down by the rest of the machine takes fewer. Each element of C
+// is computed by one thread with the same operations in the same order
+// whatever the thread count or the units it took, so results are bit-for-bit
+// the same with 1 or N threads.
+// KC, MC, NC, GEMM_DIRECT(_B) and UNITS_PER_THREAD can be set with -D for tuning
+// (docs/performance.md, sections 2 and 9; bench/gemm_shapes.c times them).
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -61,23 +70,29 @@ static inline float b_at(const Gemm *g, int64_t k, int64_t j) {
 #if defined(__x86_64__)
 // r[0..15] (16 rows of 16 floats) transposed in registers: afterwards r[k]
 // holds element k of every input row.
-__attribute__((target("avx512f"))) static inline void transpose16(__m512 r[16]) {
+__attribute__((target("avx512f"), always_inline)) static inline void transpose16(__m512 r[16]) {
     __m512 t[16];
+    // Unrolled (at -O2 GCC keeps these loops, and the arrays on the stack)
+#pragma GCC unroll 16
     for (int i = 0; i < 16; i += 2) {
         t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
         t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
     }
+#pragma GCC unroll 16
     for (int i = 0; i < 16; i += 4) {
         r[i] = _mm512_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(1, 0, 1, 0));
         r[i + 1] = _mm512_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(3, 2, 3, 2));
         r[i + 2] = _mm512_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(1, 0, 1, 0));
         r[i + 3] = _mm512_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(3, 2, 3, 2));
     }
+#pragma GCC unroll 16
     for (int h = 0; h < 16; h += 8)
+#pragma GCC unroll 16
         for (int i = 0; i < 4; i++) {
             t[h + i] = _mm512_shuffle_f32x4(r[h + i], r[h + i + 4], 0x88);
             t[h + i + 4] = _mm512_shuffle_f32x4(r[h + i], r[h + i + 4], 0xdd);
         }
+#pragma GCC unroll 16
     for (int i = 0; i < 8; i++) {
         r[i] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0x88);
         r[i + 8] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0xdd);
@@ -92,8 +107,10 @@ __attribute__((target("avx512f"))) static void pack_transposed(const float *src,
     __mmask16 keep = (__mmask16)((1u << rows) - 1);
     for (int64_t k = 0; k < kc16; k += 16) {
         __m512 r[16];
-        for (int i = 0; i < 16; i++) r[i] = i < rows ? _mm512_loadu_ps(src + i * lds + k) : _mm512_setzero_ps();
+#pragma GCC unroll 16
+        for (int i = 0; i < 16; i++) r[i] = _mm512_maskz_loadu_ps(i < rows ? 0xffff : 0, src + i * lds + k);
         transpose16(r);
+#pragma GCC unroll 16
         for (int i = 0; i < 16; i++) _mm512_mask_storeu_ps(out + (k + i) * ld, keep, r[i]);
     }
 }
@@ -105,6 +122,17 @@ __attribute__((target("avx512f"))) static void pack_rows12(const float *src, int
     __mmask16 keep = (__mmask16)((1u << rows) - 1), all = (__mmask16)((1u << MR) - 1);
     for (int64_t k = 0; k < kc; k++)
         _mm512_mask_storeu_ps(out + k * MR, all, _mm512_maskz_loadu_ps(keep, src + k * lds));
+}
+
+// out[k * NR + c] = src[k * lds + c] for c < cols, 0 for cols <= c < NR.
+__attribute__((target("avx512f"))) static void pack_cols32(const float *src, int64_t lds, int cols, int64_t kc,
+                                                           float *out) {
+    __mmask16 m0 = (__mmask16)(cols >= 16 ? 0xffff : (1u << cols) - 1);
+    __mmask16 m1 = (__mmask16)(cols >= 32 ? 0xffff : cols > 16 ? (1u << (cols - 16)) - 1 : 0);
+    for (int64_t k = 0; k < kc; k++) {
+        _mm512_store_ps(out + k * NR, _mm512_maskz_loadu_ps(m0, src + k * lds));
+        _mm512_store_ps(out + k * NR + 16, _mm512_maskz_loadu_ps(m1, src + k * lds + 16));
+    }
 }
 
 static bool have_avx512(void) {
@@ -183,6 +211,12 @@ static void pack_b(const Gemm *g, int64_t k0, int64_t kc, int64_t j0, int64_t nc
                 for (int64_t k = 0; k < kc; k++) panel[k * NR + c] = 0;
             continue;
         }
+#if defined(__x86_64__)
+        if (have_avx512()) {
+            pack_cols32(g->B + k0 * g->ldb + j0 + q, g->ldb, (int)cols, kc, panel);
+            continue;
+        }
+#endif
         for (int64_t k = 0; k < kc; k++) {
             const float *src = g->B + (k0 + k) * g->ldb + j0 + q;
             if (cols == NR) {
@@ -196,74 +230,122 @@ static void pack_b(const Gemm *g, int64_t k0, int64_t kc, int64_t j0, int64_t nc
     }
 }
 
-// The micro-kernel computes T = sum over k of a_panel[k][r] * b_panel[k][c]
-// (an MR x NR tile) and then either writes it to C (store: C = T), adds it
-// (C += T), or, for a tile past the edges of C, writes it into `tile`.
-typedef enum { TILE_STORE, TILE_ADD, TILE_BUF } TileMode;
+// The micro-kernels compute T = sum over k of op(A)[r][k] * b_panel[k][c] for
+// the rows r < rows (<= MR) and columns c < cols (<= NR) of a tile, one fused
+// multiply-add per k in k order from T = 0, then store T into C (C = T) or add
+// it (C = C + T). op(A) comes from a packed panel (a[k * MR + r]) or, when
+// op(A) = A and A's rows are read in place ("direct"), from a[r * lda + k].
+// Every element of C gets the same operations whatever the size or position of
+// its tile (edges are masked, not computed elsewhere), so how the tiles are
+// shared out over threads cannot change a bit.
 
-// The portable kernel.
-static void kernel_generic(int64_t kc, const float *ap, const float *bp, float *c, int64_t ldc, int mode) {
-    float t[MR * NR];
-    memset(t, 0, sizeof t);
+// The portable kernel: a full MR x NR tile of T into t[r * NR + c].
+static void kernel_generic(int64_t kc, const float *ap, const float *bp, float *t) {
+    memset(t, 0, MR * NR * sizeof *t);
     for (int64_t k = 0; k < kc; k++)
         for (int r = 0; r < MR; r++) {
             float a = ap[k * MR + r];
             for (int j = 0; j < NR; j++) t[r * NR + j] += a * bp[k * NR + j];
         }
-    for (int r = 0; r < MR; r++)
-        for (int j = 0; j < NR; j++) {
-            float *d = c + r * (mode == TILE_BUF ? NR : ldc) + j;
-            *d = mode == TILE_ADD ? *d + t[r * NR + j] : t[r * NR + j];
-        }
 }
 
 #if defined(__x86_64__)
-// 24 accumulators (12 rows x 2 vectors of 16); per k, 2 loads of B, 12
-// broadcasts of A, 24 FMAs. C's rows (a cache line pair each, often 4 KB
-// apart and out of L2) are prefetched at the start so that the misses
-// overlap the k loop instead of stalling the stores at the end.
-__attribute__((target("avx512f,fma")))
-static void kernel_avx512(int64_t kc, const float *ap, const float *bp, float *c, int64_t ldc, int mode) {
+// R rows x 2 vectors of 16 accumulators (24 zmm for R = 12); per k, 2 loads of
+// B, R broadcasts of A, 2R FMAs. C's rows (a cache line pair each, often 4 KB
+// apart and out of L2) are prefetched at the start so that the misses overlap
+// the k loop instead of stalling the stores at the end. m0, m1: the columns of
+// the two vectors that exist in C. Inlined with constant R and direct.
+__attribute__((target("avx512f,fma"), always_inline)) static inline void
+micro_avx512(const int R, const bool direct, const bool direct_b, int64_t kc, const float *a, int64_t lda,
+             const float *bp, int64_t ldb, float *c, int64_t ldc, bool add, __mmask16 m0, __mmask16 m1) {
     __m512 c0[MR], c1[MR];
-    int64_t ld = mode == TILE_BUF ? NR : ldc;
-    if (mode != TILE_BUF)
-        for (int r = 0; r < MR; r++) {
-            _mm_prefetch((const char *)(c + r * ld), _MM_HINT_T0);
-            _mm_prefetch((const char *)(c + r * ld + 16), _MM_HINT_T0);
-        }
-    for (int r = 0; r < MR; r++) c0[r] = c1[r] = _mm512_setzero_ps();
+#pragma GCC unroll 12
+    for (int r = 0; r < R; r++) {
+        _mm_prefetch((const char *)(c + r * ldc), _MM_HINT_T0);
+        _mm_prefetch((const char *)(c + r * ldc + 16), _MM_HINT_T0);
+    }
+#pragma GCC unroll 12
+    for (int r = 0; r < R; r++) c0[r] = c1[r] = _mm512_setzero_ps();
     for (int64_t k = 0; k < kc; k++) {
-        __m512 b0 = _mm512_load_ps(bp + k * NR), b1 = _mm512_load_ps(bp + k * NR + 16);
+        __m512 b0, b1;
+        if (direct_b) {   // op(B) = B read in place: the columns past N are masked
+            b0 = _mm512_maskz_loadu_ps(m0, bp + k * ldb);
+            b1 = _mm512_maskz_loadu_ps(m1, bp + k * ldb + 16);
+        } else {
+            b0 = _mm512_load_ps(bp + k * NR);
+            b1 = _mm512_load_ps(bp + k * NR + 16);
+        }
 #pragma GCC unroll 12
-        for (int r = 0; r < MR; r++) {
-            __m512 a = _mm512_set1_ps(ap[k * MR + r]);
-            c0[r] = _mm512_fmadd_ps(a, b0, c0[r]);
-            c1[r] = _mm512_fmadd_ps(a, b1, c1[r]);
+        for (int r = 0; r < R; r++) {
+            __m512 x = _mm512_set1_ps(direct ? a[r * lda + k] : a[k * MR + r]);
+            c0[r] = _mm512_fmadd_ps(x, b0, c0[r]);
+            c1[r] = _mm512_fmadd_ps(x, b1, c1[r]);
         }
     }
-    if (mode == TILE_ADD) {
+    if (add) {
 #pragma GCC unroll 12
-        for (int r = 0; r < MR; r++) {
-            c0[r] = _mm512_add_ps(_mm512_loadu_ps(c + r * ld), c0[r]);
-            c1[r] = _mm512_add_ps(_mm512_loadu_ps(c + r * ld + 16), c1[r]);
+        for (int r = 0; r < R; r++) {
+            c0[r] = _mm512_add_ps(_mm512_maskz_loadu_ps(m0, c + r * ldc), c0[r]);
+            c1[r] = _mm512_add_ps(_mm512_maskz_loadu_ps(m1, c + r * ldc + 16), c1[r]);
         }
     }
 #pragma GCC unroll 12
-    for (int r = 0; r < MR; r++) {
-        _mm512_storeu_ps(c + r * ld, c0[r]);
-        _mm512_storeu_ps(c + r * ld + 16, c1[r]);
+    for (int r = 0; r < R; r++) {
+        _mm512_mask_storeu_ps(c + r * ldc, m0, c0[r]);
+        _mm512_mask_storeu_ps(c + r * ldc + 16, m1, c1[r]);
     }
+}
+
+// One tile of `rows` x `cols` (1..MR, 1..NR) at c. With direct_b, bp is
+// op(B) = B itself (row stride ldb) and its columns past `cols` are not read.
+__attribute__((target("avx512f,fma"))) static void tile_avx512(int rows, int cols, bool direct, bool direct_b,
+                                                               int64_t kc, const float *a, int64_t lda,
+                                                               const float *bp, int64_t ldb, float *c, int64_t ldc,
+                                                               bool add) {
+    __mmask16 m0 = (__mmask16)(cols >= 16 ? 0xffff : (1u << cols) - 1);
+    __mmask16 m1 = (__mmask16)(cols >= 32 ? 0xffff : cols > 16 ? (1u << (cols - 16)) - 1 : 0);
+#define TILE_CASE(R)                                                                                  \
+    case R:                                                                                           \
+        if (direct && direct_b) micro_avx512(R, true, true, kc, a, lda, bp, ldb, c, ldc, add, m0, m1);   \
+        else if (direct) micro_avx512(R, true, false, kc, a, lda, bp, ldb, c, ldc, add, m0, m1);         \
+        else if (direct_b) micro_avx512(R, false, true, kc, a, lda, bp, ldb, c, ldc, add, m0, m1);       \
+        else micro_avx512(R, false, false, kc, a, lda, bp, ldb, c, ldc, add, m0, m1);                    \
+        return;
+    switch (rows) {
+        TILE_CASE(12) TILE_CASE(11) TILE_CASE(10) TILE_CASE(9) TILE_CASE(8) TILE_CASE(7)
+        TILE_CASE(6) TILE_CASE(5) TILE_CASE(4) TILE_CASE(3) TILE_CASE(2) TILE_CASE(1)
+    default: return;
+    }
+#undef TILE_CASE
 }
 #endif
 
-typedef void (*KernelFn)(int64_t, const float *, const float *, float *, int64_t, int);
-
-static KernelFn pick_kernel(void) {
-#if defined(__x86_64__)
-    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma")) return kernel_avx512;
+#ifndef GEMM_DIRECT
+#define GEMM_DIRECT 1   // op(A) = A read in place: 0 never, 1 when lda is no multiple of 256, 2 always
 #endif
-    return kernel_generic;
-}
+#ifndef GEMM_DIRECT_B
+#define GEMM_DIRECT_B 1   // op(B) = B read in place: 0 never, 1 when ldb is no multiple of 256, 2 always
+#endif
+#ifndef UNITS_PER_THREAD
+#define UNITS_PER_THREAD 2
+#endif
+
+// A product and how it is computed.
+typedef struct Plan {
+    Gemm    g;
+    bool    avx512;
+    bool    overwrite;     // beta = 0: the first K block stores its tiles (no pass over C)
+    bool    direct;        // op(A) = A read in place, not packed
+    bool    direct_b;      // op(B) = B read in place, not packed
+    int64_t kcb;           // K in equal blocks of at most KC
+    int64_t mp;            // rows of op(A) rounded up to whole MR panels
+    float  *apacked;       // all of op(A) packed once (several threads), or NULL
+    // Several threads: work handed out in turn (atomics), so that a thread
+    // slowed down by the machine takes less of it; which thread computes a
+    // tile never changes its bits.
+    int64_t          unit_cols, n_units;   // columns of C per unit of work, units
+    _Atomic int64_t  next_panel, panels_done, next_unit;
+} Plan;
 
 // C[i0.., j0..] (+)= alpha * tile, for the valid rows and columns.
 static void put_tile(const Gemm *g, int64_t i0, int64_t j0, const float *tile, bool add) {
@@ -277,50 +359,60 @@ static void put_tile(const Gemm *g, int64_t i0, int64_t j0, const float *tile, b
     }
 }
 
-// Rows of op(A) rounded up to whole MR panels.
-static int64_t a_rows_padded(const Gemm *g) { return (g->M + MR - 1) / MR * MR; }
-
-// The K blocks gemm_columns uses: equal blocks of at most KC.
-static int64_t k_block(const Gemm *g) {
-    int64_t nkb = (g->K + KC - 1) / KC;
-    return (g->K + nkb - 1) / nkb;
+// The tile of C at (i0, j0) from K block [.., + kc): a is op(A)'s panel (or
+// its first row, direct), bp B's panel.
+static void tile(const Plan *p, int64_t i0, int64_t j0, int64_t kc, const float *a, const float *bp, bool add) {
+    const Gemm *g = &p->g;
+    _Alignas(64) float t[MR * NR];
+#if defined(__x86_64__)
+    if (p->avx512) {
+        int rows = (int)(g->M - i0 < MR ? g->M - i0 : MR), cols = (int)(g->N - j0 < NR ? g->N - j0 : NR);
+        if (g->alpha == 1) {
+            tile_avx512(rows, cols, p->direct, p->direct_b, kc, a, g->lda, bp, g->ldb, g->C + i0 * g->ldc + j0,
+                        g->ldc, add);
+            return;
+        }
+        tile_avx512(rows, p->direct_b ? cols : NR, p->direct, p->direct_b, kc, a, g->lda, bp, g->ldb, t, NR, false);
+        put_tile(g, i0, j0, t, add);
+        return;
+    }
+#endif
+    kernel_generic(kc, a, bp, t);
+    put_tile(g, i0, j0, t, add);
 }
 
 // The columns [j_begin, j_end) of C (and all rows), with this thread's buffers.
-// `overwrite`: C's old values are ignored (beta = 0), so the first block of K
-// stores its tiles instead of adding them (no pre-pass over C).
-static void gemm_columns(const Gemm *g, int64_t j_begin, int64_t j_end, float *abuf, float *bbuf,
-                         bool overwrite, const float *apacked) {
-    static KernelFn kernel;
-    if (!kernel) kernel = pick_kernel();
-    _Alignas(64) float tile[MR * NR];
-    // K in equal blocks of at most KC (784 = 4 x 196, not 3 x 256 + 16: a
-    // short last block costs a pass over C for little work)
-    int64_t kcb = k_block(g);
+// The first K block stores its tiles when C's old values are ignored.
+static void gemm_columns(const Plan *p, int64_t j_begin, int64_t j_end, float *abuf, float *bbuf) {
+    const Gemm *g = &p->g;
     for (int64_t jc = j_begin; jc < j_end; jc += NC) {
         int64_t nc = j_end - jc < NC ? j_end - jc : NC;
-        for (int64_t pc = 0; pc < g->K; pc += kcb) {
-            int64_t kc = g->K - pc < kcb ? g->K - pc : kcb;
-            bool add = !(overwrite && pc == 0);
-            pack_b(g, pc, kc, jc, nc, bbuf);
+        for (int64_t pc = 0; pc < g->K; pc += p->kcb) {
+            int64_t kc = g->K - pc < p->kcb ? g->K - pc : p->kcb;
+            bool add = !(p->overwrite && pc == 0);
+            const float *bblk = bbuf;
+            int64_t b_step = kc;   // from one NR panel to the next, per column
+            if (p->direct_b) {
+                bblk = g->B + pc * g->ldb + jc;
+                b_step = 1;
+            } else {
+                pack_b(g, pc, kc, jc, nc, bbuf);
+            }
             for (int64_t ic = 0; ic < g->M; ic += MC) {
                 int64_t mc = g->M - ic < MC ? g->M - ic : MC;
                 const float *ablk = abuf;
-                if (apacked)   // packed once for every thread (pack_all_a)
-                    ablk = apacked + pc * a_rows_padded(g) + ic * kc;
-                else
+                int64_t a_step = kc;   // from one MR panel to the next
+                if (p->direct) {
+                    ablk = g->A + ic * g->lda + pc;
+                    a_step = g->lda;
+                } else if (p->apacked) {   // packed once for every thread
+                    ablk = p->apacked + pc * p->mp + ic * kc;
+                } else {
                     pack_a(g, ic, mc, pc, kc, abuf);
+                }
                 for (int64_t jr = 0; jr < nc; jr += NR)
-                    for (int64_t ir = 0; ir < mc; ir += MR) {
-                        int64_t i0 = ic + ir, j0 = jc + jr;
-                        if (g->alpha == 1 && i0 + MR <= g->M && j0 + NR <= j_end) {
-                            kernel(kc, ablk + ir * kc, bbuf + jr * kc, g->C + i0 * g->ldc + j0, g->ldc,
-                                   add ? TILE_ADD : TILE_STORE);
-                            continue;
-                        }
-                        kernel(kc, ablk + ir * kc, bbuf + jr * kc, tile, NR, TILE_BUF);
-                        put_tile(g, i0, j0, tile, add);
-                    }
+                    for (int64_t ir = 0; ir < mc; ir += MR)
+                        tile(p, ic + ir, jc + jr, kc, ablk + ir * a_step, bblk + jr * b_step, add);
             }
         }
     }
@@ -333,13 +425,6 @@ static void scale_c(const Gemm *g, float beta) {
         else for (int64_t j = 0; j < g->N; j++) c[j] *= beta;
     }
 }
-
-typedef struct GemmJob {
-    const Gemm *g;
-    bool        overwrite;    // beta = 0: the first K block stores
-    float      *apacked;      // all of op(A) packed (several threads), or NULL
-    int64_t     n_blocks;     // column blocks of NR handed out to threads
-} GemmJob;
 
 // Packing buffers: one pair per thread, allocated on the thread's first
 // product and kept, so that a train step allocates nothing in steady state.
@@ -380,26 +465,9 @@ static PackBuffers *thread_buffers(void) {
     return pb;
 }
 
-// Row panels [begin, end) of op(A), every K block: block (pc, kc) at
-// apacked + pc * Mp, panel p at + p * MR * kc (the layout of pack_a).
-static void pack_all_a(void *ctx, int64_t begin, int64_t end) {
-    const GemmJob *job = ctx;
-    const Gemm *g = job->g;
-    int64_t kcb = k_block(g), mp = a_rows_padded(g);
-    int64_t i0 = begin * MR, i1 = end * MR < g->M ? end * MR : g->M;
-    for (int64_t pc = 0; pc < g->K; pc += kcb) {
-        int64_t kc = g->K - pc < kcb ? g->K - pc : kcb;
-        pack_a(g, i0, i1 - i0, pc, kc, job->apacked + pc * mp + i0 * kc);
-    }
-}
-
 // The calling thread's buffer for a whole packed op(A), grown when too small
-// (a steady-state train step allocates nothing). NULL: no memory (each thread
-// then packs its own).
-static float *shared_a_buffer(nnrt_model *rt, int64_t floats) {
-    (void)rt;
-    PackBuffers *pb = thread_buffers();
-    if (!pb) return NULL;
+// (a steady-state train step allocates nothing). NULL: no memory.
+static float *shared_a_buffer(PackBuffers *pb, int64_t floats) {
     if (pb->shared_size < floats) {
         nnrt_free(pb->shared);
         pb->shared = nnrt_aligned_alloc((size_t)floats * sizeof(float));
@@ -408,46 +476,93 @@ static float *shared_a_buffer(nnrt_model *rt, int64_t floats) {
     return pb->shared;
 }
 
-static void gemm_block_range(void *ctx, int64_t begin, int64_t end) {
-    const GemmJob *job = ctx;
-    const Gemm *g = job->g;
-    PackBuffers *pb = thread_buffers();
-    if (!pb) {   // out of memory: the unpacked, slow but allocation-free path
-        for (int64_t i = 0; i < g->M; i++)
-            for (int64_t j = begin * NR; j < end * NR && j < g->N; j++) {
-                float s = 0;
-                for (int64_t k = 0; k < g->K; k++) s += a_at(g, i, k) * b_at(g, k, j);
-                g->C[i * g->ldc + j] = (job->overwrite ? 0 : g->C[i * g->ldc + j]) + g->alpha * s;
+static inline void cpu_relax(void) {
+#if defined(__x86_64__)
+    __builtin_ia32_pause();
+#endif
+}
+
+// One thread's part of a product on several threads, all in one
+// parallel_for: first the MR-row panels of op(A) (every K block: block pc at
+// apacked + pc * mp, the layout of pack_a) taken in turn and packed, then,
+// once every panel is packed, units of columns of C taken in turn. A thread
+// without packing buffers only packs A; the calling thread always has them.
+static void gemm_region(void *ctx, int64_t begin, int64_t end) {
+    (void)begin, (void)end;
+    Plan *p = ctx;
+    const Gemm *g = &p->g;
+    if (p->apacked) {
+        int64_t panels = p->mp / MR, q;
+        while ((q = atomic_fetch_add_explicit(&p->next_panel, 1, memory_order_relaxed)) < panels) {
+            int64_t i0 = q * MR, rows = g->M - i0 < MR ? g->M - i0 : MR;
+            for (int64_t pc = 0; pc < g->K; pc += p->kcb) {
+                int64_t kc = g->K - pc < p->kcb ? g->K - pc : p->kcb;
+                pack_a(g, i0, rows, pc, kc, p->apacked + pc * p->mp + i0 * kc);
             }
-        return;
+            atomic_fetch_add_explicit(&p->panels_done, 1, memory_order_release);
+        }
+        while (atomic_load_explicit(&p->panels_done, memory_order_acquire) < panels) cpu_relax();
     }
-    int64_t j1 = end * NR < g->N ? end * NR : g->N;
-    gemm_columns(g, begin * NR, j1, pb->a, pb->b, job->overwrite, job->apacked);
+    PackBuffers *pb = thread_buffers();
+    if (!pb) return;
+    int64_t u;
+    while ((u = atomic_fetch_add_explicit(&p->next_unit, 1, memory_order_relaxed)) < p->n_units) {
+        int64_t j0 = u * p->unit_cols, j1 = j0 + p->unit_cols < g->N ? j0 + p->unit_cols : g->N;
+        gemm_columns(p, j0, j1, pb->a, pb->b);
+    }
 }
 
 void nnrt_sgemm(nnrt_model *rt, int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha,
                 const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
                 float *C, int64_t ldc) {
-    Gemm g = { ta != 0, tb != 0, M, N, K, alpha, A, lda, B, ldb, C, ldc };
+    Plan p = { .g = { ta != 0, tb != 0, M, N, K, alpha, A, lda, B, ldb, C, ldc } };
+    const Gemm *g = &p.g;
     if (M <= 0 || N <= 0) return;
     if (K <= 0 || alpha == 0) {
-        if (beta != 1) scale_c(&g, beta);
+        if (beta != 1) scale_c(g, beta);
         return;
     }
-    bool overwrite = beta == 0;
-    if (!overwrite && beta != 1) scale_c(&g, beta);
-    GemmJob job = { &g, overwrite, NULL, (N + NR - 1) / NR };
-    if (!rt || rt->threads <= 1 || job.n_blocks < 2) {
-        gemm_block_range(&job, 0, job.n_blocks);
+    p.overwrite = beta == 0;
+    if (!p.overwrite && beta != 1) scale_c(g, beta);
+#if defined(__x86_64__)
+    p.avx512 = have_avx512();
+#endif
+    // op(A) = A is read in place by the AVX-512 kernel (no packing) unless its
+    // rows are a multiple of 1 KB apart: then the 12 rows of a panel fall in
+    // the same L1 sets and evict each other and B's panel.
+    p.direct = p.avx512 && !g->ta && (GEMM_DIRECT == 2 || (GEMM_DIRECT == 1 && lda % 256 != 0));
+    // Likewise op(B) = B (its rows of 32 columns, kc of them, must not share
+    // L1 sets).
+    p.direct_b = p.avx512 && !g->tb && (GEMM_DIRECT_B == 2 || (GEMM_DIRECT_B == 1 && ldb % 256 != 0));
+    // K in equal blocks of at most KC (784 = 4 x 196, not 3 x 256 + 16: a
+    // short last block costs a pass over C for little work)
+    int64_t nkb = (K + KC - 1) / KC;
+    p.kcb = (K + nkb - 1) / nkb;
+    p.mp = (M + MR - 1) / MR * MR;
+    PackBuffers *pb = thread_buffers();
+    if (!pb) {   // out of memory: the unpacked, slow but allocation-free path
+        for (int64_t i = 0; i < M; i++)
+            for (int64_t j = 0; j < N; j++) {
+                float s = 0;
+                for (int64_t k = 0; k < K; k++) s += a_at(g, i, k) * b_at(g, k, j);
+                C[i * ldc + j] = (p.overwrite ? 0 : C[i * ldc + j]) + alpha * s;
+            }
         return;
     }
-    // Several threads and a large op(A) (at least 1 MB): it is packed once, its
-    // row panels shared out over the threads, instead of every thread packing
-    // all of it for its own columns. Worth the second parallel_for (about 28 us
-    // on the 2-vCPU VM) only when packing A takes longer than that. Packing
-    // moves data only, so the bits are those of the one-thread path.
-    if (M * K >= (1 << 18)) job.apacked = shared_a_buffer(rt, a_rows_padded(&g) * K);
-    if (job.apacked)
-        nnrt_parallel_for(rt, pack_all_a, &job, a_rows_padded(&g) / MR);
-    nnrt_parallel_for(rt, gemm_block_range, &job, job.n_blocks);
+    int threads = rt && rt->threads > 1 ? rt->threads : 1;
+    int64_t blocks = (N + NR - 1) / NR, per_unit = blocks / ((int64_t)threads * UNITS_PER_THREAD);
+    if (per_unit < 1) per_unit = 1;
+    p.unit_cols = per_unit * NR;
+    p.n_units = (blocks + per_unit - 1) / per_unit;
+    if (threads > 1 && p.n_units > 1) {
+        // Several threads share one packed op(A) (each would otherwise pack
+        // all of it for its columns). Without memory for it: one thread,
+        // which gives the same bits.
+        if (!p.direct) p.apacked = shared_a_buffer(pb, p.mp * K);
+        if (p.direct || p.apacked) {
+            nnrt_parallel_for(rt, gemm_region, &p, threads);
+            return;
+        }
+    }
+    gemm_columns(&p, 0, N, pb->a, pb->b);
 }

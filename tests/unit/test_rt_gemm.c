@@ -100,3 +100,59 @@ Test(gemm, shared_packing_of_a_gives_the_same_bits_as_one_thread) {
         nnrt_pool_destroy(&two_b);
     }
 }
+
+// Padded leading dimensions (op(A) = A and op(B) = B read in place when their
+// rows are not a multiple of 1 KB apart, packed otherwise), edge tiles in both
+// directions, alpha != 1 and beta = 1: 2 and 3 threads (work handed out in
+// units of columns, in turn) give the bits of one thread, and one thread
+// matches the double reference.
+Test(gemm, any_thread_count_gives_the_same_bits_in_every_form) {
+    static const int64_t sizes[][4] = {   // M, N, K, padding of the leading dimensions
+        { 37, 200, 300, 5 }, { 256, 130, 784, 0 }, { 25, 97, 256, 0 }, { 130, 70, 1024, 0 }, { 13, 1030, 40, 3 },
+        { 45, 250, 250, 6 },   // every leading dimension 256: A and B packed, with edges
+    };
+    static const float alphas[] = { 1.0f, 0.5f };
+    for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++)
+        for (int form = 0; form < 4; form++)
+            for (int al = 0; al < 2; al++) {
+                int ta = form & 1, tb = form >> 1;
+                int64_t M = sizes[s][0], N = sizes[s][1], K = sizes[s][2], pad = sizes[s][3];
+                int64_t lda = (ta ? M : K) + pad, ldb = (tb ? K : N) + pad, ldc = N + pad;
+                float alpha = alphas[al], beta = al ? 1.0f : 0.0f;
+                float *A = random_matrix((ta ? K : M) * lda, 11), *B = random_matrix((tb ? N : K) * ldb, 12);
+                float *C[3];
+                for (int t = 0; t < 3; t++) C[t] = random_matrix(M * ldc, 13);
+                for (int t = 0; t < 3; t++) {
+                    nnrt_model rt = { 0 };
+                    rt.threads = t + 1;
+                    nnrt_sgemm(&rt, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C[t], ldc);
+                    nnrt_pool_destroy(&rt);
+                }
+                cr_assert_eq(memcmp(C[0], C[1], (size_t)(M * ldc) * sizeof(float)), 0, "size %zu form %d alpha %g: 2 threads",
+                             s, form, (double)alpha);
+                cr_assert_eq(memcmp(C[0], C[2], (size_t)(M * ldc) * sizeof(float)), 0, "size %zu form %d alpha %g: 3 threads",
+                             s, form, (double)alpha);
+                float *C0 = random_matrix(M * ldc, 13);   // C's old values
+                double worst = 0;
+                for (int64_t i = 0; i < M; i++)
+                    for (int64_t j = 0; j < ldc; j++) {
+                        if (j >= N) {   // the padding is never written
+                            cr_assert_eq(C[0][i * ldc + j], C0[i * ldc + j]);
+                            continue;
+                        }
+                        double sum = 0, mag = 0;
+                        for (int64_t k = 0; k < K; k++) {
+                            double a = ta ? A[k * lda + i] : A[i * lda + k];
+                            double b = tb ? B[j * ldb + k] : B[k * ldb + j];
+                            sum += a * b;
+                            mag += fabs(a * b);
+                        }
+                        double want = alpha * sum + beta * C0[i * ldc + j];
+                        double err = fabs(want - C[0][i * ldc + j]) / (alpha * mag + fabs(beta * C0[i * ldc + j]) + 1e-30);
+                        if (err > worst) worst = err;
+                    }
+                cr_assert_lt(worst, 1e-5, "size %zu form %d alpha %g: error %g", s, form, (double)alpha, worst);
+                free(A), free(B), free(C0);
+                for (int t = 0; t < 3; t++) free(C[t]);
+            }
+}
