@@ -438,6 +438,43 @@ static void emit_deferred_group(Cg *c, NodeId gemm, const NodeId *ids, int n) {
     c->epi_n = 0;
 }
 
+// A per-sample elementwise node whose fused tree reads every buffer at one
+// flat index over batch x numel: one loop over [begin, end) of that range.
+static void collapsed_range(Cg *c, LLVMValueRef begin, LLVMValueRef end, void *arg) {
+    NodeId id = *(const NodeId *)arg;
+    Iter it = { .is = node(c, id)->shape, .flat = true, .collapsed = true };
+    CgLoop l;
+    it.flat_ix = LLVMBuildAdd(c->b, begin, cg_loop_begin(c, &l, LLVMBuildSub(c->b, end, begin, ""), "e"), "");
+    cg_store(c, elem_compute(c, id, &it), cg_gep(c, c->base[id], elem_offset(c, id, &it)));
+    cg_loop_end(c, &l);
+}
+
+// Wide layers (at least CG_PAR_MIN_ROW elements a sample: an activation's
+// derivative over [batch][1024]) split the range over the threads when the
+// batch makes it large; the rest is one serial loop (one copy of the code).
+enum { CG_PAR_MIN_ROW = 1024 };
+
+static void emit_collapsed(Cg *c, NodeId id) {
+    int64_t numel = ir_numel(node(c, id)->shape);
+    LLVMValueRef total = LLVMBuildMul(c->b, c->batch, cg_i(c, numel), "");
+    if (numel < CG_PAR_MIN_ROW || !cg_parallel_ok(c) || LLVMIsAConstantInt(c->batch)) {
+        collapsed_range(c, cg_i(c, 0), total, &id);
+        return;
+    }
+    LLVMBasicBlockRef par = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "e.par");
+    LLVMBasicBlockRef ser = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "e.serial");
+    LLVMBasicBlockRef done = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "e.done");
+    LLVMBuildCondBr(c->b, LLVMBuildICmp(c->b, LLVMIntSGE, total, cg_i(c, CG_PAR_MIN_ELEMS), ""), par, ser);
+    LLVMPositionBuilderAtEnd(c->b, par);
+    if (!cg_parallel(c, total, collapsed_range, &id))
+        collapsed_range(c, cg_i(c, 0), total, &id);
+    LLVMBuildBr(c->b, done);
+    LLVMPositionBuilderAtEnd(c->b, ser);
+    collapsed_range(c, cg_i(c, 0), total, &id);
+    LLVMBuildBr(c->b, done);
+    LLVMPositionBuilderAtEnd(c->b, done);
+}
+
 static void emit_elementwise(Cg *c, NodeId id) {
     const Node *nd = node(c, id);
     NodeId mm = fused_matmul(c, id);
@@ -452,9 +489,8 @@ static void emit_elementwise(Cg *c, NodeId id) {
     CgLoop loops[IR_MAX_RANK + 1];
     int nl = 0;
     if (collapse && flat) {
-        it.flat = it.collapsed = true;
-        LLVMValueRef total = LLVMBuildMul(c->b, c->batch, cg_i(c, ir_numel(nd->shape)), "");
-        it.flat_ix = cg_loop_begin(c, &loops[nl++], total, "e");
+        emit_collapsed(c, id);
+        return;
     } else {
         it.flat = flat;
         if (per_sample(c, id))

@@ -115,3 +115,26 @@ Test(cg_train, large_loops_split_over_threads) {
     free(x), free(y);
     cgt_free(&t);
 }
+
+// A layer of 1024 units at batch 80: the activation's derivative over [80][1024]
+// is split over the threads too (emit_collapsed).
+Test(cg_train, wide_activation_derivative_split_over_threads) {
+    CgT t;
+    cgt_build(&t, "model w { input x[16]; target y[4];\n"
+                  "h = dense(x, 1024, relu); z = dense(h, 4);\n"
+                  "output z; loss mse(z, y); train sgd(lr = 0.01); }");
+    const nnc_model_info *info = &t.d->info;
+    size_t batch = 80, np = info->param_count;
+    nnrt_model *one = info->create(3), *two = info->create(3);
+    info->set_threads(two, 2);
+    float *x = cgt_random(batch * 16, -1, 1), *y = cgt_random(batch * 4, 0, 1);
+    for (int step = 0; step < 3; step++) {
+        cr_assert_eq(info->train_step(one, x, y, batch), info->train_step(two, x, y, batch), "step %d", step);
+        cr_assert_arr_eq(one->params, two->params, np * sizeof(float), "step %d", step);
+    }
+    info->destroy(one);
+    info->destroy(two);
+    cgt_same_as_grad_then_apply(&t, batch, 2);
+    free(x), free(y);
+    cgt_free(&t);
+}
