@@ -598,36 +598,41 @@ static void epilogue_loop(Cg *c, const CgGemm *g, LLVMValueRef cbuf, int64_t ldc
         epilogue_rows(c, cg_i(c, 0), g->m, &ea);
 }
 
+// dW = A^T B (k = the batch) into its update group, the group as the epilogue
+// (a deferred dW, cg_plan.c): by row blocks up to AXPY_ROWS_MAX_K samples (B
+// read in place; batch 1 a rank-1 pass), beyond through the packed axpy
+// kernel, which keeps B in L1 (fashion b256 without: +8 %, b64: +4 %). Below
+// -O2, or for narrow or run-time shapes, C is stored, then the epilogue runs
+// over it.
+static void emit_dw_update(Cg *c, const CgGemm *g) {
+    int64_t m, n;
+    if (c->nc->opt.opt_level >= 2 && const_of(g->m, &m) && const_of(g->n, &n) && n >= AXPY_NV * vec_len(c)) {
+        LLVMBasicBlockRef rows = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "dw.rows");
+        LLVMBasicBlockRef packed = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "dw.packed");
+        LLVMBasicBlockRef done = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "dw.done");
+        LLVMBuildCondBr(c->b, LLVMBuildICmp(c->b, LLVMIntSLE, g->k, cg_i(c, AXPY_ROWS_MAX_K), ""), rows, packed);
+        LLVMPositionBuilderAtEnd(c->b, rows);
+        gemm_axpy_rows_epilogue(c, g);
+        LLVMBuildBr(c->b, done);
+        LLVMPositionBuilderAtEnd(c->b, packed);
+        gemm_axpy_blocked(c, g);
+        LLVMBuildBr(c->b, done);
+        LLVMPositionBuilderAtEnd(c->b, done);
+        return;
+    }
+    CgGemm raw = *g;
+    raw.epilogue = NULL;
+    raw.c = g->epi_buf;
+    raw.accumulate = false;
+    gemm_axpy(c, &raw);
+    epilogue_region(c, g, cg_i(c, 0), g->m, cg_i(c, 0), g->n);
+}
+
 static void emit_inline(Cg *c, const CgGemm *g) {
     LLVMValueRef cbuf;
     int64_t ldc;
     if (g->epilogue && g->epi_buf && g->b_cs == 1) {
-        // dW into its update: the blocked axpy kernel runs the epilogue on each
-        // finished tile; otherwise C is stored, then the epilogue runs over it.
-        int64_t m, n;
-        if (c->nc->opt.opt_level >= 2 && const_of(g->m, &m) && const_of(g->n, &n) && n >= AXPY_NV * vec_len(c)) {
-            // Up to AXPY_ROWS_MAX_K samples B is read in place by row blocks;
-            // beyond, B is packed per column block (gemm_axpy_blocked), which
-            // keeps it in L1 (fashion b256 without: +8 %, b64: +4 %).
-            LLVMBasicBlockRef rows = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "dw.rows");
-            LLVMBasicBlockRef packed = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "dw.packed");
-            LLVMBasicBlockRef done = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "dw.done");
-            LLVMBuildCondBr(c->b, LLVMBuildICmp(c->b, LLVMIntSLE, g->k, cg_i(c, AXPY_ROWS_MAX_K), ""), rows, packed);
-            LLVMPositionBuilderAtEnd(c->b, rows);
-            gemm_axpy_rows_epilogue(c, g);
-            LLVMBuildBr(c->b, done);
-            LLVMPositionBuilderAtEnd(c->b, packed);
-            gemm_axpy_blocked(c, g);
-            LLVMBuildBr(c->b, done);
-            LLVMPositionBuilderAtEnd(c->b, done);
-            return;
-        }
-        CgGemm raw = *g;
-        raw.epilogue = NULL;
-        raw.c = g->epi_buf;
-        raw.accumulate = false;
-        gemm_axpy(c, &raw);
-        epilogue_region(c, g, cg_i(c, 0), g->m, cg_i(c, 0), g->n);
+        emit_dw_update(c, g);
         return;
     }
     if (g->epilogue && c->nc->opt.opt_level >= 2 && epilogue_buffer(c, g, &cbuf, &ldc)) {
