@@ -100,17 +100,22 @@ Test(cg_train, large_loops_split_over_threads) {
                   "output softmax(z); loss softmax_cross_entropy(z, y); train adam(lr = 0.001); }");
     const nnc_model_info *info = &t.d->info;
     size_t batch = 260, np = info->param_count;
-    nnrt_model *one = info->create(3), *two = info->create(3);
+    nnrt_model *one = info->create(3), *two = info->create(3), *three = info->create(3);
     info->set_threads(two, 2);
+    info->set_threads(three, 3);   // more threads than this machine's cores: the same bits
     float *x = cgt_random(batch * 300, -1, 1), *y = cgt_random(batch * 10, 0, 1);
     for (int step = 0; step < 3; step++) {
         float l1 = info->train_step(one, x, y, batch), l2 = info->train_step(two, x, y, batch);
+        float l3 = info->train_step(three, x, y, batch);
         cr_assert_eq(l1, l2, "step %d", step);
+        cr_assert_eq(l1, l3, "step %d", step);
         cr_assert_arr_eq(one->params, two->params, np * sizeof(float), "step %d", step);
+        cr_assert_arr_eq(one->params, three->params, np * sizeof(float), "step %d", step);
         cr_assert_arr_eq(one->state, two->state, t.d->state_count * sizeof(float), "step %d", step);
     }
     info->destroy(one);
     info->destroy(two);
+    info->destroy(three);
     cgt_same_as_grad_then_apply(&t, batch, 2);
     free(x), free(y);
     cgt_free(&t);
