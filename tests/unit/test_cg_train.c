@@ -143,3 +143,26 @@ Test(cg_train, wide_activation_derivative_split_over_threads) {
     free(x), free(y);
     cgt_free(&t);
 }
+
+// The shapes at the edges of the dW tiles (6 rows x 2 vectors of 16): widths below,
+// at and just past a vector, a tile and two; batches 1 (rank-1 pass), 2, 31-33 (row
+// tiles and the packed kernel on either side of AXPY_ROWS_MAX_K) and 65.
+Test(cg_train, tile_edges_sweep, .timeout = 300) {
+    static const int shapes[][2] = { { 1, 5 },   { 5, 1 },   { 15, 16 }, { 16, 17 }, { 17, 6 },  { 31, 7 },
+                                     { 32, 12 }, { 33, 13 }, { 47, 5 },  { 48, 11 }, { 49, 18 }, { 65, 4 } };
+    static const size_t batches[] = { 1, 2, 31, 33, 65 };
+    char src[512];
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        snprintf(src, sizeof src,
+                 "model e { input x[%d]; target y[3];\n"
+                 "h = dense(x, %d, sigmoid); z = dense(h, 3);\n"
+                 "output z; loss mse(z, y); train sgd(lr = 0.1, momentum = 0.5); }",
+                 shapes[s][0], shapes[s][1]);
+        CgT t;
+        cgt_build(&t, src);
+        cr_assert(t.d->train);
+        for (size_t b = 0; b < sizeof batches / sizeof batches[0]; b++)
+            cgt_same_as_grad_then_apply(&t, batches[b], 1);
+        cgt_free(&t);
+    }
+}
