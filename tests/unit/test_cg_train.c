@@ -89,58 +89,55 @@ Test(cg_train, non_finite_objective_changes_nothing) {
     cgt_free(&t);
 }
 
+// Three steps on one instance per thread count (1 first): the same objective,
+// parameters and state, bit for bit; then train_step against grad + apply at 2.
+static void same_bits_for_any_threads(CgT *t, size_t batch, const int *threads, int n) {
+    const nnc_model_info *info = &t->d->info;
+    size_t np = info->param_count, ns = t->d->state_count;
+    nnrt_model *m[4];
+    NN_ASSERT(n <= 4);
+    for (int i = 0; i < n; i++) {
+        m[i] = info->create(3);
+        info->set_threads(m[i], threads[i]);
+    }
+    float *x = cgt_random(batch * info->input_size, -1, 1), *y = cgt_random(batch * info->target_size, 0, 1);
+    for (int step = 0; step < 3; step++) {
+        float l0 = info->train_step(m[0], x, y, batch);
+        for (int i = 1; i < n; i++) {
+            cr_assert_eq(info->train_step(m[i], x, y, batch), l0, "%d threads, step %d", threads[i], step);
+            cr_assert_arr_eq(m[i]->params, m[0]->params, np * sizeof(float), "%d threads, step %d", threads[i], step);
+            cr_assert_arr_eq(m[i]->state, m[0]->state, ns * sizeof(float), "%d threads, step %d", threads[i], step);
+        }
+    }
+    for (int i = 0; i < n; i++)
+        info->destroy(m[i]);
+    free(x), free(y);
+    cgt_same_as_grad_then_apply(t, batch, 2);
+}
+
 // Layers large enough for the loops split over threads (cg_parallel.c): the
 // forward epilogue after nnrt_sgemm (260 x 256 elements) and the weight's
-// update (256 x 300). Two threads give the same bits as one, and train_step
-// still equals grad then apply.
+// update (256 x 300). 2 and 3 threads (more than this machine's cores) give the
+// same bits as one.
 Test(cg_train, large_loops_split_over_threads) {
+    static const int threads[] = { 1, 2, 3 };
     CgT t;
     cgt_build(&t, "model big { input x[300]; target y[10];\n"
                   "h = dense(x, 256, relu); z = dense(h, 10);\n"
                   "output softmax(z); loss softmax_cross_entropy(z, y); train adam(lr = 0.001); }");
-    const nnc_model_info *info = &t.d->info;
-    size_t batch = 260, np = info->param_count;
-    nnrt_model *one = info->create(3), *two = info->create(3), *three = info->create(3);
-    info->set_threads(two, 2);
-    info->set_threads(three, 3);   // more threads than this machine's cores: the same bits
-    float *x = cgt_random(batch * 300, -1, 1), *y = cgt_random(batch * 10, 0, 1);
-    for (int step = 0; step < 3; step++) {
-        float l1 = info->train_step(one, x, y, batch), l2 = info->train_step(two, x, y, batch);
-        float l3 = info->train_step(three, x, y, batch);
-        cr_assert_eq(l1, l2, "step %d", step);
-        cr_assert_eq(l1, l3, "step %d", step);
-        cr_assert_arr_eq(one->params, two->params, np * sizeof(float), "step %d", step);
-        cr_assert_arr_eq(one->params, three->params, np * sizeof(float), "step %d", step);
-        cr_assert_arr_eq(one->state, two->state, t.d->state_count * sizeof(float), "step %d", step);
-    }
-    info->destroy(one);
-    info->destroy(two);
-    info->destroy(three);
-    cgt_same_as_grad_then_apply(&t, batch, 2);
-    free(x), free(y);
+    same_bits_for_any_threads(&t, 260, threads, 3);
     cgt_free(&t);
 }
 
 // A layer of 1024 units at batch 80: the activation's derivative over [80][1024]
 // is split over the threads too (emit_collapsed).
 Test(cg_train, wide_activation_derivative_split_over_threads) {
+    static const int threads[] = { 1, 2 };
     CgT t;
     cgt_build(&t, "model w { input x[16]; target y[4];\n"
                   "h = dense(x, 1024, relu); z = dense(h, 4);\n"
                   "output z; loss mse(z, y); train sgd(lr = 0.01); }");
-    const nnc_model_info *info = &t.d->info;
-    size_t batch = 80, np = info->param_count;
-    nnrt_model *one = info->create(3), *two = info->create(3);
-    info->set_threads(two, 2);
-    float *x = cgt_random(batch * 16, -1, 1), *y = cgt_random(batch * 4, 0, 1);
-    for (int step = 0; step < 3; step++) {
-        cr_assert_eq(info->train_step(one, x, y, batch), info->train_step(two, x, y, batch), "step %d", step);
-        cr_assert_arr_eq(one->params, two->params, np * sizeof(float), "step %d", step);
-    }
-    info->destroy(one);
-    info->destroy(two);
-    cgt_same_as_grad_then_apply(&t, batch, 2);
-    free(x), free(y);
+    same_bits_for_any_threads(&t, 80, threads, 2);
     cgt_free(&t);
 }
 
