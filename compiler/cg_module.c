@@ -209,34 +209,25 @@ static LLVMValueRef i32c(Cg *c, int64_t v) { return LLVMConstInt(c->i32, (unsign
 
 // FNV-1a of everything a checkpoint must agree on: the name, every parameter's
 // name and shape, the optimiser and its settings (ABI.md §3).
-static uint64_t fnv(uint64_t h, const void *p, size_t n) {
-    const unsigned char *s = p;
-    for (size_t i = 0; i < n; i++) {
-        h ^= s[i];
-        h *= 1099511628211ull;
-    }
-    return h;
-}
-
 static char *model_signature(Cg *c) {
     const Model *m = c->m;
-    uint64_t h = 14695981039346656037ull;
-    h = fnv(h, m->name, strlen(m->name) + 1);
+    uint64_t h = NN_FNV1A_BASIS;
+    h = nn_fnv1a(h, m->name, strlen(m->name) + 1);
     for (uint32_t i = 0; i < m->n_params; i++) {
-        h = fnv(h, m->params[i].name, strlen(m->params[i].name) + 1);
-        h = fnv(h, &m->params[i].shape.rank, 1);
+        h = nn_fnv1a(h, m->params[i].name, strlen(m->params[i].name) + 1);
+        h = nn_fnv1a(h, &m->params[i].shape.rank, 1);
         for (int d = 0; d < m->params[i].shape.rank; d++) {
             int32_t v = m->params[i].shape.dim[d];
-            h = fnv(h, &v, sizeof v);
+            h = nn_fnv1a(h, &v, sizeof v);
         }
     }
     char opt[256];
     const IrOptimizer *o = &m->opt;
     snprintf(opt, sizeof opt, "%d %.9g %.9g %.9g %d %.9g %.9g %.9g %.9g %d", (int)o->kind, o->lr, o->momentum,
              o->weight_decay, (int)o->nesterov, o->beta1, o->beta2, o->eps, o->clip, (int)o->reduce_sum);
-    h = fnv(h, opt, strlen(opt));
+    h = nn_fnv1a(h, opt, strlen(opt));
     for (uint32_t i = 0; i < m->n_states; i++)
-        h = fnv(h, m->states[i].name, strlen(m->states[i].name) + 1);
+        h = nn_fnv1a(h, m->states[i].name, strlen(m->states[i].name) + 1);
     return nn_format(&c->nc->arena, "nnc1:%s:%016llx", m->name, (unsigned long long)h);
 }
 

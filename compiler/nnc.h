@@ -31,6 +31,10 @@ void *nn_grow_array(Arena *a, void *old, size_t old_n, size_t new_n, size_t size
 char *nn_strndup(Arena *a, const char *s, size_t n);
 char *nn_strdup(Arena *a, const char *s);
 char *nn_format(Arena *a, const char *fmt, ...) NN_PRINTF(2, 3);
+
+// hash.c: FNV-1a (64 bits) of n bytes, continuing from h (start: NN_FNV1A_BASIS).
+#define NN_FNV1A_BASIS 0xcbf29ce484222325ull
+uint64_t nn_fnv1a(uint64_t h, const void *data, size_t n);
 void  nn_arena_free(Arena *a);
 #define NN_NEW(a, T) ((T *)nn_alloc((a), sizeof(T)))
 

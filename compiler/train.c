@@ -182,15 +182,6 @@ static char *model_stem(Arena *a, const char *path) {
     return nn_strndup(a, base, n);
 }
 
-static uint64_t fnv1a(uint64_t h, const void *data, size_t n) {
-    const unsigned char *p = data;
-    for (size_t i = 0; i < n; i++) {
-        h ^= p[i];
-        h *= 0x100000001b3ull;
-    }
-    return h;
-}
-
 static bool mkdir_p(char *path) {
     for (char *p = path + 1; *p; p++) {
         if (*p != '/') continue;
@@ -255,13 +246,13 @@ static const char *compile_cached(TrainRun *r, const char *nn_path) {
     }
     // The key: the file's bytes, the version, and the compiler's size and time, so that a
     // rebuilt compiler of the same version does not reuse code an older one generated.
-    uint64_t h = fnv1a(0xcbf29ce484222325ull, text, len);
-    h = fnv1a(h, NN_VERSION, sizeof NN_VERSION);
+    uint64_t h = nn_fnv1a(NN_FNV1A_BASIS, text, len);
+    h = nn_fnv1a(h, NN_VERSION, sizeof NN_VERSION);
     const char *nnc = compiler_path(a);
     struct stat st;
     if (!stat(nnc, &st)) {
         int64_t id[3] = { (int64_t)st.st_size, (int64_t)st.st_mtim.tv_sec, (int64_t)st.st_mtim.tv_nsec };
-        h = fnv1a(h, id, sizeof id);
+        h = nn_fnv1a(h, id, sizeof id);
     }
     char *dir = cache_dir(a);
     if (!mkdir_p(dir)) {
