@@ -18,4 +18,17 @@ __attribute__((unused)) static Shape shape_n(int rank, ...) {
     return s;
 }
 
+// Declares a parameter of m the way sema does: the next index, its floats after
+// the others' (m->params must have room).
+__attribute__((unused)) static NodeId ir_test_param(Model *m, const char *name, Shape s) {
+    IrParam *p = &m->params[m->n_params];
+    p->name = name;
+    p->shape = s;
+    p->offset = m->param_count;
+    p->node = ir_leaf(m->g, IR_PARAM, m->n_params, s, (SrcRange){ 0, 0, 0 });
+    m->param_count += (size_t)ir_numel(s);
+    m->n_params++;
+    return p->node;
+}
+
 #endif

@@ -23,7 +23,7 @@ TestSuite(prune, .init = setup, .fini = teardown);
 
 static NodeId dense(Model *m, NodeId x, int in, int out, IrOp act, NodeId *w_out) {
     Graph *g = m->g;
-    NodeId w = tm_param(m, tm_shape(2, out, in)), b = tm_param(m, tm_shape(1, out));
+    NodeId w = tm_param(m, shape_n(2, out, in)), b = tm_param(m, shape_n(1, out));
     if (w_out)
         *w_out = w;
     NodeId z = ir_binary(g, IR_ADD, ir_matmul(g, w, x, tm_at), b, tm_at);
@@ -32,7 +32,7 @@ static NodeId dense(Model *m, NodeId x, int in, int out, IrOp act, NodeId *w_out
 
 // x[8] -> sigmoid[16] -> tanh[16] -> [4], softmax cross-entropy (log_softmax).
 static Model *mlp_cross_entropy(Arena *a) {
-    Model *m = tm_new(a, tm_shape(1, 8), tm_shape(1, 4));
+    Model *m = tm_new(a, shape_n(1, 8), shape_n(1, 4));
     Graph *g = m->g;
     NodeId h = dense(m, m->input, 8, 16, IR_SIGMOID, NULL);
     h = dense(m, h, 16, 16, IR_TANH, NULL);
@@ -44,7 +44,7 @@ static Model *mlp_cross_entropy(Arena *a) {
 
 // x[6] -> relu[10] -> [3], squared error, reduce = sum.
 static Model *mlp_squared_error(Arena *a) {
-    Model *m = tm_new(a, tm_shape(1, 6), tm_shape(1, 3));
+    Model *m = tm_new(a, shape_n(1, 6), shape_n(1, 3));
     Graph *g = m->g;
     NodeId h = dense(m, m->input, 6, 10, IR_RELU, NULL);
     NodeId out = dense(m, h, 10, 3, IR_CONST, NULL);
@@ -56,13 +56,13 @@ static Model *mlp_squared_error(Arena *a) {
 // x[36] as [1,6,6] -> conv 3x3 (2 filters, padding 1) -> relu -> maxpool 2 ->
 // [18] -> [3], cross-entropy written as log(softmax(z)).
 static Model *conv_net(Arena *a) {
-    Model *m = tm_new(a, tm_shape(1, 36), tm_shape(1, 3));
+    Model *m = tm_new(a, shape_n(1, 36), shape_n(1, 3));
     Graph *g = m->g;
-    NodeId img = ir_reshape(g, m->input, tm_shape(3, 1, 6, 6), tm_at);
-    NodeId k = tm_param(m, tm_shape(4, 2, 1, 3, 3));
+    NodeId img = ir_reshape(g, m->input, shape_n(3, 1, 6, 6), tm_at);
+    NodeId k = tm_param(m, shape_n(4, 2, 1, 3, 3));
     NodeId c = ir_unary(g, IR_RELU, ir_conv2d(g, img, k, 1, 1, tm_at), tm_at);
     NodeId p = ir_pool2d(g, IR_MAXPOOL2D, c, 2, 2, tm_at);
-    NodeId z = dense(m, ir_reshape(g, p, tm_shape(1, 18), tm_at), 18, 3, IR_CONST, NULL);
+    NodeId z = dense(m, ir_reshape(g, p, shape_n(1, 18), tm_at), 18, 3, IR_CONST, NULL);
     NodeId lp = ir_unary(g, IR_LOG, ir_softmax(g, IR_SOFTMAX, z, tm_at), tm_at);
     NodeId ce = ir_reduce(g, IR_SUM, ir_binary(g, IR_MUL, m->target, lp, tm_at), tm_at);
     tm_finish(m, z, ir_unary(g, IR_NEG, ce, tm_at), true);
@@ -72,9 +72,9 @@ static Model *conv_net(Arena *a) {
 // The logistic map: l0 = sigmoid(w * x), l_{k+1} = 4 l_k (1 - l_k) (the
 // inlined `fn step(l) = 4*l*(1-l)`), loss (l_n - y)^2.
 static Model *logistic_map(Arena *a, int n) {
-    Model *m = tm_new(a, tm_shape(1, 1), tm_shape(1, 1));
+    Model *m = tm_new(a, shape_n(1, 1), shape_n(1, 1));
     Graph *g = m->g;
-    NodeId w = tm_param(m, tm_shape(1, 1));
+    NodeId w = tm_param(m, shape_n(1, 1));
     NodeId l = ir_unary(g, IR_SIGMOID, ir_binary(g, IR_MUL, w, m->input, tm_at), tm_at);
     for (int i = 0; i < n; i++) {
         NodeId four_l = ir_binary(g, IR_MUL, ir_scalar(g, 4), l, tm_at);
@@ -90,9 +90,9 @@ static Model *logistic_map_10(Arena *a) {
 
 // One weight matrix used by four chained layers (a recurrent-style net).
 static Model *shared_weights(Arena *a) {
-    Model *m = tm_new(a, tm_shape(1, 5), tm_shape(1, 5));
+    Model *m = tm_new(a, shape_n(1, 5), shape_n(1, 5));
     Graph *g = m->g;
-    NodeId w = tm_param(m, tm_shape(2, 5, 5));
+    NodeId w = tm_param(m, shape_n(2, 5, 5));
     NodeId h = m->input;
     for (int i = 0; i < 4; i++)
         h = ir_unary(g, IR_TANH, ir_binary(g, IR_ADD, ir_matmul(g, w, h, tm_at), m->input, tm_at), tm_at);
@@ -188,7 +188,7 @@ Test(prune, simplify_never_grows_the_graph) {
 // ---- No derivative work for the input
 
 Test(prune, dense_net_computes_nothing_for_the_input) {
-    Model *m = tm_new(&arena, tm_shape(1, 8), tm_shape(1, 2));
+    Model *m = tm_new(&arena, shape_n(1, 8), shape_n(1, 2));
     NodeId w1;
     NodeId h = dense(m, m->input, 8, 16, IR_RELU, &w1);
     NodeId out = dense(m, h, 16, 2, IR_CONST, NULL);

@@ -31,7 +31,7 @@ static uint32_t pick(uint32_t n) {     // uniform in [0, n)
 // denominators) so that no operation overflows.
 static Model *random_model(uint64_t seed) {
     rng = seed;
-    Shape v4 = tm_shape(1, 4);
+    Shape v4 = shape_n(1, 4);
     Model *m = tm_new(&arena, v4, v4);
     Graph *g = m->g;
     NodeId pool[POOL];
@@ -39,8 +39,8 @@ static Model *random_model(uint64_t seed) {
     pool[n++] = m->input;
     pool[n++] = tm_param(m, v4);
     pool[n++] = tm_param(m, v4);
-    pool[n++] = tm_param(m, tm_shape(0));
-    NodeId w = tm_param(m, tm_shape(2, 4, 4));
+    pool[n++] = tm_param(m, shape_n(0));
+    NodeId w = tm_param(m, shape_n(2, 4, 4));
     pool[n++] = ir_binary(g, IR_MUL, pool[1], m->input, tm_at);
 
     int n_ops = 12 + (int)pick(29);
@@ -88,7 +88,7 @@ static Model *random_model(uint64_t seed) {
         case 20: r = ir_leaky_relu(g, a, 0.2, tm_at); break;
         case 21: r = ir_unary(g, IR_ABS, a, tm_at); break;
         case 22:  // a detour through matrices: reshape, transpose, reshape back
-            r = !vec ? ir_unary(g, IR_TANH, a, tm_at) : ir_reshape(g, ir_transpose(g, ir_reshape(g, a, tm_shape(2, 2, 2), tm_at), tm_at), v4, tm_at);
+            r = !vec ? ir_unary(g, IR_TANH, a, tm_at) : ir_reshape(g, ir_transpose(g, ir_reshape(g, a, shape_n(2, 2, 2), tm_at), tm_at), v4, tm_at);
             break;
         case 23:  // outer product, row sums
             r = !vec ? ir_unary(g, IR_TANH, a, tm_at) : ir_reshape(g, ir_reduce(g, IR_SUM_LAST, ir_outer(g, a, ir_unary(g, IR_TANH, b, tm_at), tm_at), tm_at), v4, tm_at);
@@ -98,7 +98,7 @@ static Model *random_model(uint64_t seed) {
                 r = ir_unary(g, IR_TANH, a, tm_at);
                 break;
             }
-            NodeId ma = ir_reshape(g, a, tm_shape(2, 2, 2), tm_at), mb = ir_reshape(g, b, tm_shape(2, 2, 2), tm_at);
+            NodeId ma = ir_reshape(g, a, shape_n(2, 2, 2), tm_at), mb = ir_reshape(g, b, shape_n(2, 2, 2), tm_at);
             r = ir_reshape(g, ir_matmul(g, ma, mb, tm_at), v4, tm_at);
             break;
         }
@@ -108,7 +108,7 @@ static Model *random_model(uint64_t seed) {
                      : ir_binary(g, IR_MUL, a, ir_unary(g, IR_TANH, ir_matmul(g, a, b, tm_at), tm_at), tm_at);
             break;
         case 27:  // column sums of an outer product, reduce_to [1,4]
-            r = !vec ? ir_unary(g, IR_TANH, a, tm_at) : ir_reshape(g, ir_reduce_to(g, ir_outer(g, ir_unary(g, IR_SIN, a, tm_at), b, tm_at), tm_shape(2, 1, 4), tm_at), v4, tm_at);
+            r = !vec ? ir_unary(g, IR_TANH, a, tm_at) : ir_reshape(g, ir_reduce_to(g, ir_outer(g, ir_unary(g, IR_SIN, a, tm_at), b, tm_at), shape_n(2, 1, 4), tm_at), v4, tm_at);
             break;
         case 28: r = ir_binary(g, IR_SUB, b, ir_reduce(g, IR_LOGSUMEXP, a, tm_at), tm_at); break;
         case 29: r = ir_binary(g, IR_ADD, a, ir_broadcast(g, pool[3], v4, tm_at), tm_at); break;

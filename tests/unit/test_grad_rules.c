@@ -72,7 +72,7 @@ Test(grad, every_non_leaf_op_has_a_rule) {
 // the op needs a positive argument).
 
 static void unary_case(IrOp op, double alpha, bool positive, bool plus_h) {
-    Shape s = tm_shape(1, 4);
+    Shape s = shape_n(1, 4);
     Model *m = model(s, s);
     NodeId h = lin(m);
     if (positive)
@@ -105,7 +105,7 @@ Test(grad, rule_sign_is_zero) { unary_case(IR_SIGN, 0, false, true); }
 // (a smaller bs exercises REDUCE_TO, an invariant b BATCH_SUM).
 
 static void binary_case(IrOp op, Shape bs, bool positive_a, double lo, double hi) {
-    Shape s = tm_shape(1, 4);
+    Shape s = shape_n(1, 4);
     Model *m = model(s, s);
     NodeId a = lin(m);
     if (positive_a)
@@ -115,19 +115,19 @@ static void binary_case(IrOp op, Shape bs, bool positive_a, double lo, double hi
     check_model(m, lo, hi);
 }
 
-Test(grad, rule_add) { binary_case(IR_ADD, tm_shape(1, 4), false, -1, 1); }
-Test(grad, rule_add_broadcast_scalar) { binary_case(IR_ADD, tm_shape(0), false, -1, 1); }
-Test(grad, rule_sub) { binary_case(IR_SUB, tm_shape(1, 4), false, -1, 1); }
-Test(grad, rule_sub_broadcast_one) { binary_case(IR_SUB, tm_shape(1, 1), false, -1, 1); }
-Test(grad, rule_mul) { binary_case(IR_MUL, tm_shape(1, 4), false, -1, 1); }
-Test(grad, rule_mul_broadcast_scalar) { binary_case(IR_MUL, tm_shape(0), false, -1, 1); }
-Test(grad, rule_div) { binary_case(IR_DIV, tm_shape(1, 4), false, 0.5, 1.5); }
-Test(grad, rule_pow_variable_exponent) { binary_case(IR_POW, tm_shape(1, 4), true, -1, 1); }
-Test(grad, rule_max) { binary_case(IR_MAX, tm_shape(1, 4), false, -1, 1); }
-Test(grad, rule_min) { binary_case(IR_MIN, tm_shape(1, 4), false, -1, 1); }
+Test(grad, rule_add) { binary_case(IR_ADD, shape_n(1, 4), false, -1, 1); }
+Test(grad, rule_add_broadcast_scalar) { binary_case(IR_ADD, shape_n(0), false, -1, 1); }
+Test(grad, rule_sub) { binary_case(IR_SUB, shape_n(1, 4), false, -1, 1); }
+Test(grad, rule_sub_broadcast_one) { binary_case(IR_SUB, shape_n(1, 1), false, -1, 1); }
+Test(grad, rule_mul) { binary_case(IR_MUL, shape_n(1, 4), false, -1, 1); }
+Test(grad, rule_mul_broadcast_scalar) { binary_case(IR_MUL, shape_n(0), false, -1, 1); }
+Test(grad, rule_div) { binary_case(IR_DIV, shape_n(1, 4), false, 0.5, 1.5); }
+Test(grad, rule_pow_variable_exponent) { binary_case(IR_POW, shape_n(1, 4), true, -1, 1); }
+Test(grad, rule_max) { binary_case(IR_MAX, shape_n(1, 4), false, -1, 1); }
+Test(grad, rule_min) { binary_case(IR_MIN, shape_n(1, 4), false, -1, 1); }
 
 Test(grad, rule_ge_is_zero) {
-    Shape s = tm_shape(1, 4);
+    Shape s = shape_n(1, 4);
     Model *m = model(s, s);
     NodeId a = lin(m), b = tm_param(m, s);
     finish(m, ir_binary(g, IR_ADD, ir_binary(g, IR_GE, a, b, tm_at), mul(a, b), tm_at));
@@ -135,7 +135,7 @@ Test(grad, rule_ge_is_zero) {
 }
 
 static void pow_const_case(double c) {
-    Shape s = tm_shape(1, 4);
+    Shape s = shape_n(1, 4);
     Model *m = model(s, s);
     NodeId a = ir_unary(g, IR_EXP, lin(m), tm_at);
     NodeId f = ir_binary(g, IR_POW, a, ir_scalar(g, c), tm_at);
@@ -151,7 +151,7 @@ Test(grad, rule_pow_const_0) { pow_const_case(0); }
 
 // Ties: max(a, a) sends everything to the first operand, min too (§7).
 Test(grad, rule_max_tie_goes_to_first_operand) {
-    Shape s = tm_shape(1, 4);
+    Shape s = shape_n(1, 4);
     Model *m = model(s, s);
     NodeId p = tm_param(m, s), q = tm_param(m, s);
     finish(m, ir_binary(g, IR_MAX, p, q, tm_at));
@@ -168,92 +168,92 @@ Test(grad, rule_max_tie_goes_to_first_operand) {
 // ---- Linear algebra
 
 Test(grad, rule_matmul_matrix_vector) {          // [m,k] @ [k] -> [m]
-    Model *m = model(tm_shape(1, 3), tm_shape(1, 2));
-    NodeId w = tm_param(m, tm_shape(2, 2, 3));
+    Model *m = model(shape_n(1, 3), shape_n(1, 2));
+    NodeId w = tm_param(m, shape_n(2, 2, 3));
     finish(m, ir_matmul(g, w, lin(m), tm_at));
     check_model(m, -1, 1);
 }
 
 Test(grad, rule_matmul_vector_matrix) {          // [k] @ [k,n] -> [n]
-    Model *m = model(tm_shape(1, 3), tm_shape(1, 2));
-    NodeId w = tm_param(m, tm_shape(2, 3, 2));
+    Model *m = model(shape_n(1, 3), shape_n(1, 2));
+    NodeId w = tm_param(m, shape_n(2, 3, 2));
     finish(m, ir_matmul(g, lin(m), w, tm_at));
     check_model(m, -1, 1);
 }
 
 Test(grad, rule_matmul_matrix_matrix) {          // [m,k] @ [k,n] -> [m,n]
-    Model *m = model(tm_shape(1, 6), tm_shape(2, 2, 2));
-    NodeId a = ir_reshape(g, lin(m), tm_shape(2, 2, 3), tm_at);
-    NodeId w = tm_param(m, tm_shape(2, 3, 2));
+    Model *m = model(shape_n(1, 6), shape_n(2, 2, 2));
+    NodeId a = ir_reshape(g, lin(m), shape_n(2, 2, 3), tm_at);
+    NodeId w = tm_param(m, shape_n(2, 3, 2));
     finish(m, ir_matmul(g, a, w, tm_at));
     check_model(m, -1, 1);
 }
 
 Test(grad, rule_matmul_dot) {                    // [k] @ [k] -> []
-    Model *m = model(tm_shape(1, 3), tm_shape(0));
-    NodeId w = tm_param(m, tm_shape(1, 3));
+    Model *m = model(shape_n(1, 3), shape_n(0));
+    NodeId w = tm_param(m, shape_n(1, 3));
     finish(m, ir_matmul(g, lin(m), w, tm_at));
     check_model(m, -1, 1);
 }
 
 Test(grad, rule_outer) {
-    Model *m = model(tm_shape(1, 3), tm_shape(2, 3, 2));
-    NodeId q = tm_param(m, tm_shape(1, 2));
+    Model *m = model(shape_n(1, 3), shape_n(2, 3, 2));
+    NodeId q = tm_param(m, shape_n(1, 2));
     finish(m, ir_outer(g, lin(m), q, tm_at));
     check_model(m, -1, 1);
 }
 
 Test(grad, rule_transpose) {
-    Model *m = model(tm_shape(1, 6), tm_shape(2, 3, 2));
-    finish(m, ir_transpose(g, ir_reshape(g, lin(m), tm_shape(2, 2, 3), tm_at), tm_at));
+    Model *m = model(shape_n(1, 6), shape_n(2, 3, 2));
+    finish(m, ir_transpose(g, ir_reshape(g, lin(m), shape_n(2, 2, 3), tm_at), tm_at));
     check_model(m, -1, 1);
 }
 
 Test(grad, rule_reshape) {
-    Model *m = model(tm_shape(1, 6), tm_shape(2, 2, 3));
-    finish(m, ir_reshape(g, lin(m), tm_shape(2, 2, 3), tm_at));
+    Model *m = model(shape_n(1, 6), shape_n(2, 2, 3));
+    finish(m, ir_reshape(g, lin(m), shape_n(2, 2, 3), tm_at));
     check_model(m, -1, 1);
 }
 
 Test(grad, rule_broadcast) {
-    Model *m = model(tm_shape(2, 2, 3), tm_shape(2, 2, 3));
-    NodeId p = tm_param(m, tm_shape(1, 3));
-    finish(m, mul(ir_broadcast(g, p, tm_shape(2, 2, 3), tm_at), m->input));
+    Model *m = model(shape_n(2, 2, 3), shape_n(2, 2, 3));
+    NodeId p = tm_param(m, shape_n(1, 3));
+    finish(m, mul(ir_broadcast(g, p, shape_n(2, 2, 3), tm_at), m->input));
     check_model(m, -1, 1);
 }
 
 Test(grad, rule_reduce_to) {
-    Model *m = model(tm_shape(2, 2, 3), tm_shape(2, 2, 1));
-    finish(m, ir_reduce_to(g, lin(m), tm_shape(2, 2, 1), tm_at));
+    Model *m = model(shape_n(2, 2, 3), shape_n(2, 2, 1));
+    finish(m, ir_reduce_to(g, lin(m), shape_n(2, 2, 1), tm_at));
     check_model(m, -1, 1);
 }
 
 Test(grad, rule_sum) {
-    Model *m = model(tm_shape(2, 2, 3), tm_shape(0));
+    Model *m = model(shape_n(2, 2, 3), shape_n(0));
     finish(m, ir_reduce(g, IR_SUM, ir_unary(g, IR_SIN, lin(m), tm_at), tm_at));
     check_model(m, -1, 1);
 }
 
 Test(grad, rule_sum_last) {
-    Model *m = model(tm_shape(2, 2, 3), tm_shape(2, 2, 1));
+    Model *m = model(shape_n(2, 2, 3), shape_n(2, 2, 1));
     finish(m, ir_reduce(g, IR_SUM_LAST, ir_unary(g, IR_SIN, lin(m), tm_at), tm_at));
     check_model(m, -1, 1);
 }
 
 Test(grad, rule_logsumexp) {
-    Model *m = model(tm_shape(2, 2, 3), tm_shape(0));
+    Model *m = model(shape_n(2, 2, 3), shape_n(0));
     finish(m, ir_reduce(g, IR_LOGSUMEXP, lin(m), tm_at));
     check_model(m, -1, 1);
 }
 
 Test(grad, rule_softmax) {
-    Model *m = model(tm_shape(2, 2, 3), tm_shape(2, 2, 3));
+    Model *m = model(shape_n(2, 2, 3), shape_n(2, 2, 3));
     finish(m, ir_softmax(g, IR_SOFTMAX, lin(m), tm_at));
     check_model(m, -1, 1);
 }
 
 Test(grad, rule_log_softmax) {
-    Model *m = model(tm_shape(1, 4), tm_shape(1, 4));
+    Model *m = model(shape_n(1, 4), shape_n(1, 4));
     finish(m, ir_softmax(g, IR_LOG_SOFTMAX, lin(m), tm_at));
     check_model(m, -1, 1);
 }
@@ -261,7 +261,7 @@ Test(grad, rule_log_softmax) {
 // An invariant BATCH_SUM inside the per-sample loss: every sample's
 // gradient depends on the others (as in batch normalisation).
 Test(grad, rule_batch_sum_inside_loss) {
-    Shape s = tm_shape(1, 3);
+    Shape s = shape_n(1, 3);
     Model *m = model(s, s);
     NodeId h = lin(m);
     finish(m, mul(h, ir_reduce(g, IR_BATCH_SUM, ir_unary(g, IR_TANH, h, tm_at), tm_at)));
@@ -272,8 +272,8 @@ Test(grad, rule_batch_sum_inside_loss) {
 // g * (p * sum(y) - y), without dividing by p.
 
 static Model *cross_entropy(bool via_log_of_softmax) {
-    Model *m = model(tm_shape(1, 3), tm_shape(1, 4));
-    NodeId w = tm_param(m, tm_shape(2, 4, 3)), b = tm_param(m, tm_shape(1, 4));
+    Model *m = model(shape_n(1, 3), shape_n(1, 4));
+    NodeId w = tm_param(m, shape_n(2, 4, 3)), b = tm_param(m, shape_n(1, 4));
     NodeId z = ir_binary(g, IR_ADD, ir_matmul(g, w, m->input, tm_at), b, tm_at);
     NodeId lp = via_log_of_softmax ? ir_unary(g, IR_LOG, ir_softmax(g, IR_SOFTMAX, z, tm_at), tm_at)
                                    : ir_softmax(g, IR_LOG_SOFTMAX, z, tm_at);
@@ -313,8 +313,8 @@ Test(grad, rule_log_of_softmax_gradient_finite_when_p_underflows) {
 // ---- Convolution and pooling
 
 static void conv_case(int stride, int padding) {
-    Model *m = model(tm_shape(3, 1, 5, 5), tm_shape(0));
-    NodeId w = tm_param(m, tm_shape(4, 2, 1, 3, 3));
+    Model *m = model(shape_n(3, 1, 5, 5), shape_n(0));
+    NodeId w = tm_param(m, shape_n(4, 2, 1, 3, 3));
     NodeId c = ir_conv2d(g, lin(m), w, stride, padding, tm_at);
     NodeId loss = ir_reduce(g, IR_SUM, ir_unary(g, IR_SIN, c, tm_at), tm_at);
     tm_finish(m, c, loss, true);
@@ -326,7 +326,7 @@ Test(grad, rule_conv2d_padded) { conv_case(1, 1); }
 Test(grad, rule_conv2d_strided) { conv_case(2, 1); }
 
 static void pool_case(IrOp op, int size, int stride) {
-    Model *m = model(tm_shape(3, 2, 4, 4), tm_shape(0));
+    Model *m = model(shape_n(3, 2, 4, 4), shape_n(0));
     NodeId pool = ir_pool2d(g, op, lin(m), size, stride, tm_at);
     NodeId loss = ir_reduce(g, IR_SUM, ir_unary(g, IR_SIN, pool, tm_at), tm_at);
     tm_finish(m, pool, loss, true);
@@ -340,24 +340,24 @@ Test(grad, rule_avgpool2d_overlapping) { pool_case(IR_AVGPOOL2D, 3, 1); }
 
 // The gradient ops themselves (a train step differentiated again).
 Test(grad, rule_conv2d_dx) {
-    Model *m = model(tm_shape(3, 2, 3, 3), tm_shape(0));
-    NodeId w = tm_param(m, tm_shape(4, 2, 1, 3, 3));
-    NodeId dx = ir_node_shaped(g, IR_CONV2D_DX, lin(m), w, tm_shape(3, 1, 5, 5), 1, 0, tm_at);
+    Model *m = model(shape_n(3, 2, 3, 3), shape_n(0));
+    NodeId w = tm_param(m, shape_n(4, 2, 1, 3, 3));
+    NodeId dx = ir_node_shaped(g, IR_CONV2D_DX, lin(m), w, shape_n(3, 1, 5, 5), 1, 0, tm_at);
     tm_finish(m, dx, ir_reduce(g, IR_SUM, ir_unary(g, IR_SIN, dx, tm_at), tm_at), true);
     check_model(m, -1, 1);
 }
 
 Test(grad, rule_conv2d_dw) {
-    Model *m = model(tm_shape(3, 1, 5, 5), tm_shape(0));
-    NodeId a = tm_param(m, tm_shape(3, 2, 3, 3));
-    NodeId dw = ir_node_shaped(g, IR_CONV2D_DW, a, lin(m), tm_shape(4, 2, 1, 3, 3), 1, 0, tm_at);
+    Model *m = model(shape_n(3, 1, 5, 5), shape_n(0));
+    NodeId a = tm_param(m, shape_n(3, 2, 3, 3));
+    NodeId dw = ir_node_shaped(g, IR_CONV2D_DW, a, lin(m), shape_n(4, 2, 1, 3, 3), 1, 0, tm_at);
     tm_finish(m, dw, ir_reduce(g, IR_SUM, ir_unary(g, IR_SIN, dw, tm_at), tm_at), true);
     check_model(m, -1, 1);
 }
 
 Test(grad, rule_avgpool2d_dx) {
-    Model *m = model(tm_shape(3, 1, 2, 2), tm_shape(0));
-    NodeId dx = ir_node_shaped(g, IR_AVGPOOL2D_DX, lin(m), 0, tm_shape(3, 1, 4, 4), 2, 2, tm_at);
+    Model *m = model(shape_n(3, 1, 2, 2), shape_n(0));
+    NodeId dx = ir_node_shaped(g, IR_AVGPOOL2D_DX, lin(m), 0, shape_n(3, 1, 4, 4), 2, 2, tm_at);
     tm_finish(m, dx, ir_reduce(g, IR_SUM, ir_unary(g, IR_SIN, dx, tm_at), tm_at), true);
     check_model(m, -1, 1);
 }
@@ -365,7 +365,7 @@ Test(grad, rule_avgpool2d_dx) {
 // ---- Objective forms and sharing
 
 Test(grad, objective_reduce_sum) {
-    Shape s = tm_shape(1, 4);
+    Shape s = shape_n(1, 4);
     Model *m = model(s, s);
     NodeId f = ir_unary(g, IR_TANH, lin(m), tm_at);
     tm_finish(m, f, ir_reduce(g, IR_SUM, mul(f, m->target), tm_at), false);
@@ -374,7 +374,7 @@ Test(grad, objective_reduce_sum) {
 
 // A parameter used many times: one accumulation, one BATCH_SUM.
 Test(grad, parameter_used_many_times_has_one_batch_sum) {
-    Shape s = tm_shape(1, 4);
+    Shape s = shape_n(1, 4);
     Model *m = model(s, s);
     NodeId p = tm_param(m, s);
     NodeId h = m->input;
@@ -387,10 +387,10 @@ Test(grad, parameter_used_many_times_has_one_batch_sum) {
 
 // A parameter the objective does not depend on gets zeros.
 Test(grad, unused_parameter_gets_zeros) {
-    Shape s = tm_shape(1, 4);
+    Shape s = shape_n(1, 4);
     Model *m = model(s, s);
     finish(m, lin(m));
-    tm_param(m, tm_shape(1, 2));
+    tm_param(m, shape_n(1, 2));
     ir_differentiate(m);
     const Node *d = &m->g->nodes[m->grads[1]];
     cr_assert_eq(d->op, IR_CONST);
@@ -400,7 +400,7 @@ Test(grad, unused_parameter_gets_zeros) {
 
 // The checker itself: a wrong gradient (here: zeros) is caught.
 Test(grad, checker_catches_a_wrong_gradient) {
-    Shape s = tm_shape(1, 4);
+    Shape s = shape_n(1, 4);
     Model *m = model(s, s);
     finish(m, ir_unary(g, IR_SIGMOID, lin(m), tm_at));
     ir_differentiate(m);
@@ -412,8 +412,8 @@ Test(grad, checker_catches_a_wrong_gradient) {
 // Class weights w[3] over log_softmax rows [2,3]: the adjoint w * g varies
 // along the last axis, so the cross-entropy shortcut must not apply.
 Test(grad, rule_log_softmax_with_class_weights) {
-    Model *m = model(tm_shape(2, 2, 3), tm_shape(0));
-    NodeId w = tm_param(m, tm_shape(1, 3));
+    Model *m = model(shape_n(2, 2, 3), shape_n(0));
+    NodeId w = tm_param(m, shape_n(1, 3));
     NodeId ls = ir_softmax(g, IR_LOG_SOFTMAX, lin(m), tm_at);
     NodeId loss = ir_reduce(g, IR_SUM, mul(w, ls), tm_at);
     tm_finish(m, ls, loss, true);
@@ -424,7 +424,7 @@ Test(grad, rule_log_softmax_with_class_weights) {
 // loss): the per-sample ADD's adjoint is the invariant 1/batch, but the
 // penalty receives it once per sample, so its gradient is batch * (1/batch) * 2W.
 static void invariant_term_case(bool mean) {
-    Shape s = tm_shape(1, 4);
+    Shape s = shape_n(1, 4);
     Model *m = model(s, s);
     NodeId p = tm_param(m, s);
     NodeId f = ir_unary(g, IR_TANH, mul(p, m->input), tm_at);
@@ -441,8 +441,8 @@ Test(grad, invariant_term_in_per_sample_loss_sum) { invariant_term_case(false); 
 // differentiated straight to z (1 - s and -s), without dividing by s or 1 - s.
 
 static Model *binary_cross_entropy(void) {
-    Model *m = model(tm_shape(1, 3), tm_shape(1, 2));
-    NodeId w = tm_param(m, tm_shape(2, 2, 3)), b = tm_param(m, tm_shape(1, 2));
+    Model *m = model(shape_n(1, 3), shape_n(1, 2));
+    NodeId w = tm_param(m, shape_n(2, 2, 3)), b = tm_param(m, shape_n(1, 2));
     NodeId s = ir_unary(g, IR_SIGMOID, ir_binary(g, IR_ADD, ir_matmul(g, w, m->input, tm_at), b, tm_at), tm_at);
     NodeId one = ir_scalar(g, 1);
     NodeId pos = mul(m->target, ir_unary(g, IR_LOG, s, tm_at));
@@ -476,7 +476,7 @@ Test(grad, rule_binary_cross_entropy_gradient_finite_when_saturated) {
 
 // loss = sum(op(p) * y) at p = 0: the gradient is 0 (relu'(0) = abs'(0) = 0).
 static double *at_zero(IrOp op) {
-    Shape s = tm_shape(1, 2);
+    Shape s = shape_n(1, 2);
     Model *m = model(s, s);
     NodeId p = tm_param(m, s);
     finish(m, ir_binary(g, IR_ADD, ir_unary(g, op, p, tm_at), mul(m->input, ir_scalar(g, 0.5)), tm_at));
@@ -501,7 +501,7 @@ Test(grad, abs_derivative_at_zero_is_zero) {
 
 // min(a, b) with a = b sends everything to a.
 Test(grad, min_tie_goes_to_first_operand) {
-    Shape s = tm_shape(1, 2);
+    Shape s = shape_n(1, 2);
     Model *m = model(s, s);
     NodeId p = tm_param(m, s), q = tm_param(m, s);
     finish(m, ir_binary(g, IR_MIN, p, q, tm_at));
@@ -518,8 +518,8 @@ Test(grad, min_tie_goes_to_first_operand) {
 // maxpool2d over a window of equal values sends the adjoint to the first
 // element in row-major order.
 Test(grad, maxpool_tie_goes_to_first_element) {
-    Model *m = model(tm_shape(3, 1, 2, 2), tm_shape(3, 1, 1, 1));
-    NodeId p = tm_param(m, tm_shape(3, 1, 2, 2));
+    Model *m = model(shape_n(3, 1, 2, 2), shape_n(3, 1, 1, 1));
+    NodeId p = tm_param(m, shape_n(3, 1, 2, 2));
     finish(m, ir_pool2d(g, IR_MAXPOOL2D, ir_binary(g, IR_ADD, p, m->input, tm_at), 2, 2, tm_at));
     ir_differentiate(m);
     TmData d = tm_data(&arena, m, 1, 3, -1, 1);

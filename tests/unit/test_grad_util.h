@@ -13,23 +13,13 @@
 #define TEST_GRAD_UTIL_H
 
 #include <math.h>
-#include <stdarg.h>
 #include <string.h>
 
 #include "autodiff.h"
+#include "ir_test.h"
 
 static const SrcRange tm_at = { 0, 0, 0 };
 enum { TM_MAX_PARAMS = 16 };
-
-static inline Shape tm_shape(int rank, ...) {
-    Shape s = { (uint8_t)rank, { 0 } };
-    va_list ap;
-    va_start(ap, rank);
-    for (int i = 0; i < rank; i++)
-        s.dim[i] = va_arg(ap, int);
-    va_end(ap);
-    return s;
-}
 
 // A model with input x of shape xs and, if ys.rank != 255, a target of shape ys.
 static inline Model *tm_new(Arena *a, Shape xs, Shape ys) {

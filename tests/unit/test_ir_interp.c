@@ -34,17 +34,9 @@ static void teardown(void) {
 
 TestSuite(interp, .init = setup, .fini = teardown);
 
-// Declares a parameter the way sema does: next index, offset after the others.
 static NodeId add_param(const char *name, Shape s) {
     cr_assert_lt(m->n_params, MAX_PARAMS);
-    IrParam *p = &m->params[m->n_params];
-    p->name = name;
-    p->shape = s;
-    p->offset = m->param_count;
-    p->node = ir_leaf(g, IR_PARAM, m->n_params, s, at0);
-    m->param_count += (size_t)ir_numel(s);
-    m->n_params++;
-    return p->node;
+    return ir_test_param(m, name, s);
 }
 
 static NodeId add_state(const char *name, uint32_t param) {

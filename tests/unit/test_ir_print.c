@@ -31,16 +31,7 @@ static void teardown(void) {
 
 TestSuite(ir_print, .init = setup, .fini = teardown);
 
-static NodeId add_param(const char *name, Shape s) {
-    IrParam *p = &m->params[m->n_params];
-    p->name = name;
-    p->shape = s;
-    p->offset = m->param_count;
-    p->node = ir_leaf(g, IR_PARAM, m->n_params, s, at0);
-    m->param_count += (size_t)ir_numel(s);
-    m->n_params++;
-    return p->node;
-}
+static NodeId add_param(const char *name, Shape s) { return ir_test_param(m, name, s); }
 
 // The printed text, in the arena.
 static char *print(bool train_step) {
