@@ -109,23 +109,34 @@ static LLVMValueRef fsub(Cg *c, LLVMValueRef a, LLVMValueRef b) { return LLVMBui
 static LLVMValueRef fdiv(Cg *c, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildFDiv(c->b, a, b, ""); }
 static LLVMValueRef intr1(Cg *c, const char *name, LLVMValueRef a) { return cg_intrinsic(c, name, &a, 1); }
 
+static LLVMValueRef fmuladd(Cg *c, LLVMValueRef a, LLVMValueRef b, LLVMValueRef acc) {
+    LLVMValueRef args[3] = { a, b, acc };
+    return cg_intrinsic(c, "llvm.fmuladd", args, 3);
+}
+
 // exp(x) in float, branch-free so that loops containing it vectorise (a call
 // to expf would not): Cephes' range reduction x = n ln2 + r and a degree-5
 // polynomial, about 1 ulp; exp(-inf) = 0, exp(inf) = inf, exp(nan) = nan.
+// The steps are fused multiply-adds and the polynomial is evaluated in
+// Estrin's form: a sigmoid layer at batch 1 waits on this chain, so its depth
+// (about 40 cycles, against 70 for Horner's form in separate operations) is
+// the tiny nets' step time.
 static LLVMValueRef cg_exp(Cg *c, LLVMValueRef x) {
     const double hi = 88.3762626647949, lo = -87.3365478515625;
     LLVMValueRef xc = sel(c, fcmp(c, LLVMRealOGT, x, cg_f(c, hi)), cg_f(c, hi), x);
     xc = sel(c, fcmp(c, LLVMRealOLT, xc, cg_f(c, lo)), cg_f(c, lo), xc);
     xc = sel(c, fcmp(c, LLVMRealUNO, x, x), cg_f(c, 0), xc);
-    LLVMValueRef fx = intr1(c, "llvm.floor", fadd(c, fmul(c, xc, cg_f(c, 1.44269504088896341)), cg_f(c, 0.5)));
-    LLVMValueRef r = fsub(c, xc, fmul(c, fx, cg_f(c, 0.693359375)));
-    r = fsub(c, r, fmul(c, fx, cg_f(c, -2.12194440e-4)));
+    LLVMValueRef fx = intr1(c, "llvm.floor", fmuladd(c, xc, cg_f(c, 1.44269504088896341), cg_f(c, 0.5)));
+    LLVMValueRef r = fmuladd(c, fx, cg_f(c, -0.693359375), xc);
+    r = fmuladd(c, fx, cg_f(c, 2.12194440e-4), r);
     static const double coef[] = { 1.9875691500E-4, 1.3981999507E-3, 8.3334519073E-3,
                                    4.1665795894E-2, 1.6666665459E-1, 5.0000001201E-1 };
-    LLVMValueRef p = cg_f(c, coef[0]);
-    for (size_t i = 1; i < NN_COUNTOF(coef); i++)
-        p = fadd(c, fmul(c, p, r), cg_f(c, coef[i]));
-    p = fadd(c, fadd(c, fmul(c, fmul(c, p, r), r), r), cg_f(c, 1));
+    LLVMValueRef r2 = fmul(c, r, r), r4 = fmul(c, r2, r2);
+    LLVMValueRef p01 = fmuladd(c, cg_f(c, coef[0]), r, cg_f(c, coef[1]));
+    LLVMValueRef p23 = fmuladd(c, cg_f(c, coef[2]), r, cg_f(c, coef[3]));
+    LLVMValueRef p45 = fmuladd(c, cg_f(c, coef[4]), r, cg_f(c, coef[5]));
+    LLVMValueRef p = fmuladd(c, p01, r4, fmuladd(c, p23, r2, p45));
+    p = fadd(c, fmuladd(c, p, r2, r), cg_f(c, 1));
     LLVMValueRef n = LLVMBuildFPToSI(c->b, fx, c->i32, "");
     LLVMValueRef bits = LLVMBuildShl(c->b, LLVMBuildAdd(c->b, n, LLVMConstInt(c->i32, 127, 0), ""),
                                      LLVMConstInt(c->i32, 23, 0), "");

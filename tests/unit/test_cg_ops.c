@@ -1,5 +1,7 @@
 // test_cg_ops.c: generated kernels against the interpreter, one model per op
 // family (relative 1e-4 of each tensor's largest entry).
+#include <float.h>
+
 #include "test_cg_util.h"
 
 static void check_model(const char *src, size_t batch) {
@@ -96,4 +98,50 @@ Test(cg, blocked_products_with_edges, .timeout = 300) {
     cgt_compare(&t, 7, -1.0f, 1.0f);
     cgt_param_scale = 0.5f;
     cgt_free(&t);
+}
+
+// exp, sigmoid and tanh as emitted (range reduction, polynomial in fused
+// multiply-adds) against double precision, in ulps of the float result, over
+// [-87, 88], +-100 and the special values: a cheaper polynomial or a lost
+// correction term shows up here before it blurs a gradient check. (exp
+// returns inf above 88.376, where 2^n leaves the float range, though the
+// limit is 88.72; results below FLT_MIN are flushed to 0.)
+static void check_ulps(const char *fn, double (*want)(double), double max_ulps) {
+    enum { N = 20000 };
+    char src[256];
+    snprintf(src, sizeof src, "model u { input x[%d]; target y[%d]; param a = constant(1);\n"
+             "o = %s(x * a); output o; loss sum((o - y)^2); train sgd(lr = 0.1); }", N, N, fn);
+    CgT t;
+    cgt_build(&t, src);
+    float *x = malloc(N * sizeof *x), *o = malloc(N * sizeof *o), one = 1;
+    for (int i = 0; i < N - 8; i++)
+        x[i] = -87.0f + 175.0f * (float)i / (N - 9);
+    const float special[8] = { 0.0f, -0.0f, INFINITY, -INFINITY, NAN, 1e-30f, 100.0f, -100.0f };
+    memcpy(x + N - 8, special, sizeof special);
+    void *scratch = cgt_scratch(t.d, 1);
+    t.d->predict(NULL, &one, x, o, 1, scratch);
+    for (int i = 0; i < N; i++) {
+        double w = want(x[i]);
+        if (isnan(w)) {
+            cr_assert(isnan(o[i]), "%s(%g) = %g, want nan", fn, (double)x[i], (double)o[i]);
+            continue;
+        }
+        if (fabs(w) < FLT_MIN || fabs(w) > FLT_MAX) {   // denormal or overflowing results: the limit
+            cr_assert(o[i] == (float)w || fabs(o[i] - w) <= FLT_MIN, "%s(%g) = %g, want %g", fn, (double)x[i], (double)o[i], w);
+            continue;
+        }
+        double ulp = ldexp(1.0, ilogb((float)w) - 23);
+        cr_assert(fabs(o[i] - w) <= max_ulps * ulp, "%s(%.9g) = %.9g, want %.9g (%.2f ulp)", fn, (double)x[i],
+                  (double)o[i], w, fabs(o[i] - w) / ulp);
+    }
+    free(x), free(o), free(scratch);
+    cgt_free(&t);
+}
+
+static double sigmoid_d(double a) { return 1 / (1 + exp(-a)); }
+
+Test(cg, exp_sigmoid_tanh_within_ulps) {
+    check_ulps("exp", exp, 2);
+    check_ulps("sigmoid", sigmoid_d, 3);
+    check_ulps("tanh", tanh, 3);
 }
