@@ -122,11 +122,13 @@ static LLVMValueRef fmuladd(Cg *c, LLVMValueRef a, LLVMValueRef b, LLVMValueRef 
 // (about 40 cycles, against 70 for Horner's form in separate operations) is
 // the tiny nets' step time.
 static LLVMValueRef cg_exp(Cg *c, LLVMValueRef x) {
-    const double hi = 88.3762626647949, lo = -87.3365478515625;
+    const double hi = 88.72283905206835, lo = -87.3365478515625;   // ln FLT_MAX, ln FLT_MIN
     LLVMValueRef xc = sel(c, fcmp(c, LLVMRealOGT, x, cg_f(c, hi)), cg_f(c, hi), x);
     xc = sel(c, fcmp(c, LLVMRealOLT, xc, cg_f(c, lo)), cg_f(c, lo), xc);
     xc = sel(c, fcmp(c, LLVMRealUNO, x, x), cg_f(c, 0), xc);
+    // n <= 127 keeps 2^n a float: above 88.38 (n would be 128) r grows to ln 2.
     LLVMValueRef fx = intr1(c, "llvm.floor", fmuladd(c, xc, cg_f(c, 1.44269504088896341), cg_f(c, 0.5)));
+    fx = sel(c, fcmp(c, LLVMRealOGT, fx, cg_f(c, 127)), cg_f(c, 127), fx);
     LLVMValueRef r = fmuladd(c, fx, cg_f(c, -0.693359375), xc);
     r = fmuladd(c, fx, cg_f(c, 2.12194440e-4), r);
     static const double coef[] = { 1.9875691500E-4, 1.3981999507E-3, 8.3334519073E-3,
