@@ -146,3 +146,15 @@ Test(cg, exp_sigmoid_tanh_within_ulps) {
     check_ulps("sigmoid", sigmoid_d, 3);
     check_ulps("tanh", tanh, 3);
 }
+
+// The copies of the kernels for batches 1, 2, 4 and 8 of small models, and
+// the general body at the batches between, against the interpreter.
+Test(cg, small_batch_copies_agree_with_the_interpreter) {
+    CgT t;
+    cgt_build(&t, "model xor_net { input x[2]; target y[1];\n"
+                  "h = dense(x, 4, tanh); o = dense(h, 1, sigmoid);\n"
+                  "output o; loss mse(o, y); train sgd(lr = 0.5, momentum = 0.9); }");
+    for (size_t batch = 1; batch <= 9; batch++)
+        cgt_compare(&t, batch, -2.0f, 2.0f);
+    cgt_free(&t);
+}

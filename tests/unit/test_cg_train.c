@@ -163,3 +163,15 @@ Test(cg_train, tile_edges_sweep, .timeout = 300) {
         cgt_free(&t);
     }
 }
+
+// Small models have copies of the kernels for batches 1, 2, 4 and 8
+// (cg_kernel.c, CG_CLONE_BATCHES): each copy, and the batches beside them that
+// take the general body, against grad then apply.
+Test(cg_train, small_batch_copies) {
+    CgT t;
+    cgt_build(&t, momentum_src);
+    cr_assert_leq(t.d->info.param_count, 4096, "the model should be small enough for the copies");
+    for (size_t batch = 1; batch <= 9; batch++)
+        same_as_grad_then_apply(&t, batch);
+    cgt_free(&t);
+}
