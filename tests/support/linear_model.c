@@ -5,6 +5,7 @@
 // state tensors W.m, b.m, W.v, b.v.
 #include <math.h>
 #include <string.h>
+#include "adam_ref.h"
 #include "linear_model.h"
 
 enum { IN = 3, OUT = 2, N_PARAMS = OUT * IN + OUT };
@@ -52,13 +53,7 @@ static void tl_predict(nnrt_model *rt, const float *p, const float *x, float *ou
 static void tl_apply(nnrt_model *rt, float *p, float *state, const float *g, float lr, float step,
                      void *scratch) {
     (void)rt, (void)scratch;
-    float *m = state, *v = state + N_PARAMS;
-    float c1 = 1 - powf(0.9f, step), c2 = 1 - powf(0.999f, step);
-    for (int k = 0; k < N_PARAMS; k++) {
-        m[k] = 0.9f * m[k] + 0.1f * g[k];
-        v[k] = 0.999f * v[k] + 0.001f * g[k] * g[k];
-        p[k] -= lr * (m[k] / c1) / (sqrtf(v[k] / c2) + 1e-8f);
-    }
+    adam_ref(p, state, state + N_PARAMS, g, N_PARAMS, lr, step);
 }
 
 static const nnc_tensor_info tl_tensors[] = {
