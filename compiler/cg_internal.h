@@ -132,6 +132,7 @@ typedef struct CgLoop {
 LLVMValueRef cg_loop_begin(Cg *c, CgLoop *l, LLVMValueRef n, const char *name);
 void         cg_loop_end(Cg *c, CgLoop *l);
 void         cg_loop_end_plain(Cg *c, CgLoop *l);   // not vectorised nor unrolled (its inner loops are)
+void         cg_loop_end_vector(Cg *c, CgLoop *l);  // vectorised, not unrolled into scalar code first
 
 // ---- cg_kernel.c
 void cg_emit_kernels(Cg *c);

@@ -53,6 +53,29 @@ Test(cg, logsumexp_log_softmax_mse) {
                 "output o; loss mse(o, y) + cross_entropy(softmax(z), y); train sgd(lr = 0.1); }", 5);
 }
 
+// The convolution's loop nest (cg_kernel.c, emit_conv) takes each tap's rows
+// and columns inside the input: kernels of 1, 3 and 5 (taps unrolled) and 9
+// (taps in a loop), strides 1 to 3, padding 0 to larger than the kernel's
+// half, widths other than heights, a kernel wider than the input; rows of 1
+// to 11 as vectors of 16 or (AVX2) 8 lanes and smaller.
+static const char *conv_edges_src =
+    "model ce { input x[2, 7, 11]; target y[2];\n"
+    "a = conv2d(x, 3, 5, stride = 2, padding = 3, act = tanh);\n"
+    "b = conv2d(a, 2, 1, stride = 1, padding = 1);\n"
+    "c = conv2d(b, 2, 3, stride = 3, padding = 2, act = relu);\n"
+    "d = conv2d(x, 2, 9, stride = 1, padding = 4);\n"
+    "e = conv2d(x, 1, 3, padding = 0, bias = false);\n"
+    "zc = dense(flatten(c), 2); zd = dense(flatten(d), 2); ze = dense(flatten(e), 2);\n"
+    "z = zc + zd + ze; output z; loss mse(z, y); train sgd(lr = 0.05); }";
+
+Test(cg, conv_edges) { check_model(conv_edges_src, 3); }
+
+Test(cg, conv_edges_avx2) {
+    cgt_target_cpu = "x86-64-v3";
+    check_model(conv_edges_src, 3);
+    cgt_target_cpu = NULL;
+}
+
 Test(cg, conv_pool) {
     check_model("model cnn { input x[2, 8, 8]; target y[3];\n"
                 "c1 = conv2d(x, 3, 3, padding = 1, act = relu); p1 = maxpool2d(c1, 2);\n"
