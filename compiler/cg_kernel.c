@@ -951,6 +951,40 @@ static void conv_tap(Cg *c, const Conv *cv, LLVMValueRef ky, LLVMValueRef kx) {
     conv_tap_end(c, cv, widx);
 }
 
+// The nest for the samples [begin, end), or once for an invariant node
+// (begin NULL). Each sample's output is zeroed (CONV2D, CONV2D_DX) and
+// computed whole by the thread that runs it.
+static void conv_nest(Cg *c, LLVMValueRef begin, LLVMValueRef end, void *arg) {
+    Conv cv = *(const Conv *)arg;
+    const Node *nd = node(c, cv.id);
+    CgLoop lb, lz, lf, lc, lky, lkx;
+    if (nd->op == IR_CONV2D_DW)
+        cv.part = cg_alloca(c, LLVMArrayType(c->f32, (unsigned)cv.OW), "part"), cv.acc = cg_alloca(c, c->f32, "acc");
+    cv.b = begin ? LLVMBuildAdd(c->b, begin, cg_loop_begin(c, &lb, LLVMBuildSub(c->b, end, begin, ""), "b"), "") : NULL;
+    if (nd->op != IR_CONV2D_DW) {
+        LLVMValueRef z = cg_loop_begin(c, &lz, cg_i(c, ir_numel(nd->shape)), "z");
+        cg_store(c, cg_f(c, 0), buffer_ptr(c, cv.id, cv.b, z));
+        cg_loop_end(c, &lz);
+    }
+    cv.f = loop_n(c, &lf, cv.F, "f");
+    cv.ch = loop_n(c, &lc, cv.C, "c");
+    if (cv.K <= CONV_UNROLL_MAX) {
+        for (int64_t ky = 0; ky < cv.K; ky++)
+            for (int64_t kx = 0; kx < cv.K; kx++)
+                conv_tap(c, &cv, cg_i(c, ky), cg_i(c, kx));
+    } else {
+        LLVMValueRef ky = loop_n(c, &lky, cv.K, "ky");
+        LLVMValueRef kx = loop_n(c, &lkx, cv.K, "kx");
+        conv_tap(c, &cv, ky, kx);
+        cg_loop_end(c, &lkx);
+        cg_loop_end(c, &lky);
+    }
+    cg_loop_end(c, &lc);
+    cg_loop_end(c, &lf);
+    if (cv.b)
+        cg_loop_end(c, &lb);
+}
+
 static void emit_conv(Cg *c, NodeId id) {
     const Node *nd = node(c, id);
     Conv cv = { .id = id, .stride = nd->attr[0], .pad = nd->attr[1] };
@@ -971,29 +1005,14 @@ static void emit_conv(Cg *c, NodeId id) {
     }
     cv.F = so.dim[0], cv.OH = so.dim[1], cv.OW = so.dim[2];
     cv.C = sx.dim[0], cv.H = sx.dim[1], cv.W = sx.dim[2], cv.K = sw.dim[2];
-    if (nd->op != IR_CONV2D_DW)
-        fill_zero(c, id);
-    else
-        cv.part = cg_alloca(c, LLVMArrayType(c->f32, (unsigned)cv.OW), "part"), cv.acc = cg_alloca(c, c->f32, "acc");
-    CgLoop lb, lf, lc, lky, lkx;
-    cv.b = per_sample(c, id) ? cg_loop_begin(c, &lb, c->batch, "b") : NULL;
-    cv.f = loop_n(c, &lf, cv.F, "f");
-    cv.ch = loop_n(c, &lc, cv.C, "c");
-    if (cv.K <= CONV_UNROLL_MAX) {
-        for (int64_t ky = 0; ky < cv.K; ky++)
-            for (int64_t kx = 0; kx < cv.K; kx++)
-                conv_tap(c, &cv, cg_i(c, ky), cg_i(c, kx));
-    } else {
-        LLVMValueRef ky = loop_n(c, &lky, cv.K, "ky");
-        LLVMValueRef kx = loop_n(c, &lkx, cv.K, "kx");
-        conv_tap(c, &cv, ky, kx);
-        cg_loop_end(c, &lkx);
-        cg_loop_end(c, &lky);
+    if (!per_sample(c, id)) {
+        conv_nest(c, NULL, NULL, &cv);
+        return;
     }
-    cg_loop_end(c, &lc);
-    cg_loop_end(c, &lf);
-    if (cv.b)
-        cg_loop_end(c, &lb);
+    // In the train kernel the samples are split over the threads (one copy of
+    // the code: nnrt_parallel_for runs it inline on one thread or one sample).
+    if (!cg_parallel(c, c->batch, conv_nest, &cv))
+        conv_nest(c, cg_i(c, 0), c->batch, &cv);
 }
 
 // MAXPOOL2D, AVGPOOL2D and their gradients (windows inside the input: no padding).

@@ -141,6 +141,23 @@ Test(cg_train, wide_activation_derivative_split_over_threads) {
     cgt_free(&t);
 }
 
+// Convolutions split their samples over the threads (emit_conv): each sample's
+// output, input gradient and weight gradient is computed by one thread, so 1, 2
+// and 3 threads give the same bits; and train_step still equals grad then apply.
+Test(cg_train, convolutions_split_over_threads) {
+    static const int threads[] = { 1, 2, 3 };
+    CgT t;
+    cgt_build(&t, "model cv { input x[2, 9, 9]; target y[3];\n"
+                  "c1 = conv2d(x, 4, 3, padding = 1, act = relu); p1 = maxpool2d(c1, 2);\n"
+                  "c2 = conv2d(p1, 3, 3, stride = 2, padding = 1, act = tanh);\n"
+                  "z = dense(flatten(c2), 3);\n"
+                  "output z; loss softmax_cross_entropy(z, y); train adam(lr = 0.01); }");
+    same_bits_for_any_threads(&t, 7, threads, 3);
+    for (size_t i = 0; i < 3; i++)
+        cgt_same_as_grad_then_apply(&t, 7, threads[i]);
+    cgt_free(&t);
+}
+
 // The shapes at the edges of the dW tiles (6 rows x 2 vectors of 16): widths below,
 // at and just past a vector, a tile and two; batches 1 (rank-1 pass), 2, 31-33 (row
 // tiles and the packed kernel on either side of AXPY_ROWS_MAX_K) and 65.
