@@ -118,6 +118,9 @@ LLVMValueRef cg_f(Cg *c, double v);                    // float constant
 LLVMValueRef cg_i(Cg *c, int64_t v);                   // i64 constant
 LLVMValueRef cg_gep(Cg *c, LLVMValueRef base, LLVMValueRef idx);   // &base[idx] (floats)
 LLVMValueRef cg_load(Cg *c, LLVMValueRef p);
+LLVMValueRef cg_vload(Cg *c, LLVMTypeRef t, LLVMValueRef p);          // a float or a vector of them
+void         cg_vstore(Cg *c, LLVMValueRef v, LLVMValueRef p);
+LLVMValueRef cg_splat(Cg *c, LLVMTypeRef vt, LLVMValueRef s);         // s in every lane of vt
 void         cg_store(Cg *c, LLVMValueRef v, LLVMValueRef p);
 LLVMValueRef cg_alloca(Cg *c, LLVMTypeRef t, const char *name);
 // Marks a float add/mul as reassociable so that reductions vectorise.

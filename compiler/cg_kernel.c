@@ -846,12 +846,6 @@ static LLVMValueRef conv_in(Cg *c, const Conv *cv, LLVMValueRef o, LLVMValueRef 
                         k, "");
 }
 
-static LLVMValueRef row_load(Cg *c, LLVMTypeRef t, LLVMValueRef p) {
-    LLVMValueRef v = LLVMBuildLoad2(c->b, t, p, "");
-    LLVMSetAlignment(v, 4);
-    return v;
-}
-
 // dst[0..n) += a[0..n) * m[0..n) (m_row) or * m (scalar): n a constant, in
 // vectors of 16, 8, 4, 2 and 1 lanes (14 = 8 + 4 + 2). A convolution's rows
 // are 14 or 28 long: as loops, LLVM gave them 8 lanes and a scalar
@@ -861,16 +855,12 @@ static void row_fma(Cg *c, LLVMValueRef dst, LLVMValueRef a, LLVMValueRef m_row,
     int64_t t = 0;
     for (int vl = c->avx512 ? 16 : 8; vl >= 1; vl /= 2) {
         LLVMTypeRef vt = vl > 1 ? LLVMVectorType(c->f32, (unsigned)vl) : c->f32;
-        LLVMValueRef ms = m;
-        if (m && vl > 1) {
-            LLVMValueRef v = LLVMBuildInsertElement(c->b, LLVMGetPoison(vt), m, LLVMConstInt(c->i32, 0, 0), "");
-            ms = LLVMBuildShuffleVector(c->b, v, LLVMGetPoison(vt), LLVMConstNull(LLVMVectorType(c->i32, (unsigned)vl)), "");
-        }
+        LLVMValueRef ms = m && vl > 1 ? cg_splat(c, vt, m) : m;
         for (; n - t >= vl; t += vl) {
             LLVMValueRef pd = cg_gep(c, dst, cg_i(c, t));
-            LLVMValueRef args[3] = { row_load(c, vt, cg_gep(c, a, cg_i(c, t))),
-                                     m_row ? row_load(c, vt, cg_gep(c, m_row, cg_i(c, t))) : ms, row_load(c, vt, pd) };
-            LLVMSetAlignment(LLVMBuildStore(c->b, cg_intrinsic(c, "llvm.fmuladd", args, 3), pd), 4);
+            LLVMValueRef va = cg_vload(c, vt, cg_gep(c, a, cg_i(c, t)));
+            LLVMValueRef vm = m_row ? cg_vload(c, vt, cg_gep(c, m_row, cg_i(c, t))) : ms;
+            cg_vstore(c, fmuladd(c, va, vm, cg_vload(c, vt, pd)), pd);
         }
     }
 }

@@ -88,22 +88,6 @@ static bool const_of(LLVMValueRef v, int64_t *out) {
     return true;
 }
 
-static LLVMValueRef vload(Cg *c, LLVMTypeRef vt, LLVMValueRef p) {
-    LLVMValueRef v = LLVMBuildLoad2(c->b, vt, p, "");
-    LLVMSetAlignment(v, 4);
-    return v;
-}
-
-static void vstore(Cg *c, LLVMValueRef v, LLVMValueRef p) {
-    LLVMSetAlignment(LLVMBuildStore(c->b, v, p), 4);
-}
-
-static LLVMValueRef splat(Cg *c, LLVMTypeRef vt, LLVMValueRef s) {
-    int vl = (int)LLVMGetVectorSize(vt);
-    LLVMValueRef v = LLVMBuildInsertElement(c->b, LLVMGetPoison(vt), s, LLVMConstInt(c->i32, 0, 0), "");
-    return LLVMBuildShuffleVector(c->b, v, LLVMGetPoison(vt), LLVMConstNull(LLVMVectorType(c->i32, (unsigned)vl)), "");
-}
-
 static LLVMValueRef vfma(Cg *c, LLVMValueRef a, LLVMValueRef b, LLVMValueRef acc) {
     LLVMValueRef args[3] = { a, b, acc };
     return cg_intrinsic(c, "llvm.fma", args, 3);
@@ -135,7 +119,7 @@ static void tile_epilogue(Cg *c, const CgGemm *g, LLVMValueRef acc[AXPY_MR][AXPY
     LLVMSetAlignment(tile, 64);
     for (int r = 0; r < mr; r++)
         for (int v = 0; v < nv; v++)
-            vstore(c, LLVMBuildLoad2(c->b, vt, acc[r][v], ""), cg_gep(c, tile, cg_i(c, r * nb + v * vl)));
+            cg_vstore(c, LLVMBuildLoad2(c->b, vt, acc[r][v], ""), cg_gep(c, tile, cg_i(c, r * nb + v * vl)));
     // The loop over the rows is kept a loop, not vectorised (LLVM vectorised
     // it across rows, with gathers and scatters) nor unrolled (one copy of the
     // epilogue's code per row: compile time).
@@ -184,7 +168,7 @@ static bool gemm_axpy_blocked(Cg *c, const CgGemm *g) {
     LLVMValueRef q = cg_loop_begin(c, &lq, kc, "mb.pack");
     for (int v = 0; v < AXPY_NV; v++) {
         LLVMValueRef src = at(c, g->b, LLVMBuildAdd(c->b, p0, q, ""), g->b_rs, LLVMBuildAdd(c->b, j0, cg_i(c, v * vl), ""), 1);
-        vstore(c, vload(c, vt, src), cg_gep(c, buf, LLVMBuildAdd(c->b, mul_i(c, q, nb), cg_i(c, v * vl), "")));
+        cg_vstore(c, cg_vload(c, vt, src), cg_gep(c, buf, LLVMBuildAdd(c->b, mul_i(c, q, nb), cg_i(c, v * vl), "")));
     }
     cg_loop_end(c, &lq);
     LLVMValueRef i0 = mul_i(c, cg_loop_begin(c, &li, m_blocks, "mb.i"), AXPY_MR);
@@ -202,17 +186,17 @@ static bool gemm_axpy_blocked(Cg *c, const CgGemm *g) {
     LLVMPositionBuilderAtEnd(c->b, ld);
     for (int r = 0; r < AXPY_MR; r++)
         for (int v = 0; v < AXPY_NV; v++)
-            LLVMBuildStore(c->b, vload(c, vt, at(c, g->c, LLVMBuildAdd(c->b, i0, cg_i(c, r), ""), g->c_rs,
+            LLVMBuildStore(c->b, cg_vload(c, vt, at(c, g->c, LLVMBuildAdd(c->b, i0, cg_i(c, r), ""), g->c_rs,
                                                  LLVMBuildAdd(c->b, j0, cg_i(c, v * vl), ""), 1)), acc[r][v]);
     LLVMBuildBr(c->b, go);
     LLVMPositionBuilderAtEnd(c->b, go);
     LLVMValueRef p = cg_loop_begin(c, &lp, kc, "mb.p");
     LLVMValueRef bv[AXPY_NV];
     for (int v = 0; v < AXPY_NV; v++)
-        bv[v] = vload(c, vt, cg_gep(c, buf, LLVMBuildAdd(c->b, mul_i(c, p, nb), cg_i(c, v * vl), "")));
+        bv[v] = cg_vload(c, vt, cg_gep(c, buf, LLVMBuildAdd(c->b, mul_i(c, p, nb), cg_i(c, v * vl), "")));
     LLVMValueRef pa = LLVMBuildAdd(c->b, p0, p, "");
     for (int r = 0; r < AXPY_MR; r++) {
-        LLVMValueRef a = splat(c, vt, cg_load(c, at(c, g->a, LLVMBuildAdd(c->b, i0, cg_i(c, r), ""), g->a_rs, pa, g->a_cs)));
+        LLVMValueRef a = cg_splat(c, vt, cg_load(c, at(c, g->a, LLVMBuildAdd(c->b, i0, cg_i(c, r), ""), g->a_rs, pa, g->a_cs)));
         for (int v = 0; v < AXPY_NV; v++)
             LLVMBuildStore(c->b, vfma(c, a, bv[v], LLVMBuildLoad2(c->b, vt, acc[r][v], "")), acc[r][v]);
     }
@@ -231,7 +215,7 @@ static bool gemm_axpy_blocked(Cg *c, const CgGemm *g) {
     }
     for (int r = 0; r < AXPY_MR; r++)
         for (int v = 0; v < AXPY_NV; v++)
-            vstore(c, LLVMBuildLoad2(c->b, vt, acc[r][v], ""),
+            cg_vstore(c, LLVMBuildLoad2(c->b, vt, acc[r][v], ""),
                    at(c, g->c, LLVMBuildAdd(c->b, i0, cg_i(c, r), ""), g->c_rs,
                       LLVMBuildAdd(c->b, j0, cg_i(c, v * vl), ""), 1));
     if (done) {
@@ -285,9 +269,9 @@ static void rows_epilogue_block(Cg *c, const CgGemm *g, int64_t i_begin, int64_t
     LLVMValueRef p = cg_loop_begin(c, &lp, g->k, "mr.p");
     LLVMValueRef bv[AXPY_NV];
     for (int v = 0; v < nv; v++)
-        bv[v] = vload(c, vt, at(c, g->b, p, g->b_rs, LLVMBuildAdd(c->b, j0, cg_i(c, v * vl), ""), 1));
+        bv[v] = cg_vload(c, vt, at(c, g->b, p, g->b_rs, LLVMBuildAdd(c->b, j0, cg_i(c, v * vl), ""), 1));
     for (int r = 0; r < mr; r++) {
-        LLVMValueRef a = splat(c, vt, cg_load(c, at(c, g->a, LLVMBuildAdd(c->b, i0, cg_i(c, r), ""), g->a_rs, p, g->a_cs)));
+        LLVMValueRef a = cg_splat(c, vt, cg_load(c, at(c, g->a, LLVMBuildAdd(c->b, i0, cg_i(c, r), ""), g->a_rs, p, g->a_cs)));
         for (int v = 0; v < nv; v++)
             LLVMBuildStore(c->b, vfma(c, a, bv[v], LLVMBuildLoad2(c->b, vt, acc[r][v], "")), acc[r][v]);
     }
@@ -433,9 +417,9 @@ static bool gemm_dot_rows(Cg *c, const CgGemm *g, int64_t k) {
     for (int q = 0; q < NC; q++)
         LLVMBuildStore(c->b, LLVMConstNull(vt), acc[q / DOT_NR][q % DOT_NR]);
     LLVMValueRef p = mul_i(c, cg_loop_begin(c, &lp, cg_i(c, k_full / vl), "dr.p"), vl);
-    LLVMValueRef av = vload(c, vt, at(c, g->a, i, g->a_rs, p, 1));
+    LLVMValueRef av = cg_vload(c, vt, at(c, g->a, i, g->a_rs, p, 1));
     for (int q = 0; q < NC; q++) {
-        LLVMValueRef bv = vload(c, vt, at(c, g->b, p, 1, LLVMBuildAdd(c->b, j0, cg_i(c, q), ""), g->b_cs));
+        LLVMValueRef bv = cg_vload(c, vt, at(c, g->b, p, 1, LLVMBuildAdd(c->b, j0, cg_i(c, q), ""), g->b_cs));
         LLVMValueRef a = acc[q / DOT_NR][q % DOT_NR];
         LLVMBuildStore(c->b, vfma(c, av, bv, LLVMBuildLoad2(c->b, vt, a, "")), a);
     }
@@ -500,9 +484,9 @@ static bool gemm_dot_blocked(Cg *c, const CgGemm *g) {
     LLVMValueRef p = mul_i(c, cg_loop_begin(c, &lp, cg_i(c, k_full / vl), "db.p"), vl);
     LLVMValueRef av[DOT_MR], bv[DOT_NR];
     for (int r = 0; r < DOT_MR; r++)
-        av[r] = vload(c, vt, at(c, g->a, ri[r], g->a_rs, p, 1));
+        av[r] = cg_vload(c, vt, at(c, g->a, ri[r], g->a_rs, p, 1));
     for (int u = 0; u < DOT_NR; u++)
-        bv[u] = vload(c, vt, at(c, g->b, p, 1, uj[u], g->b_cs));
+        bv[u] = cg_vload(c, vt, at(c, g->b, p, 1, uj[u], g->b_cs));
     for (int r = 0; r < DOT_MR; r++)
         for (int u = 0; u < DOT_NR; u++)
             LLVMBuildStore(c->b, vfma(c, av[r], bv[u], LLVMBuildLoad2(c->b, vt, acc[r][u], "")), acc[r][u]);

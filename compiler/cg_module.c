@@ -72,6 +72,21 @@ void cg_store(Cg *c, LLVMValueRef v, LLVMValueRef p) {
     LLVMSetAlignment(s, 4);
 }
 
+// Loads and stores of any float or vector type at 4-byte alignment.
+LLVMValueRef cg_vload(Cg *c, LLVMTypeRef t, LLVMValueRef p) {
+    LLVMValueRef v = LLVMBuildLoad2(c->b, t, p, "");
+    LLVMSetAlignment(v, 4);
+    return v;
+}
+
+void cg_vstore(Cg *c, LLVMValueRef v, LLVMValueRef p) { LLVMSetAlignment(LLVMBuildStore(c->b, v, p), 4); }
+
+LLVMValueRef cg_splat(Cg *c, LLVMTypeRef vt, LLVMValueRef s) {
+    int vl = (int)LLVMGetVectorSize(vt);
+    LLVMValueRef v = LLVMBuildInsertElement(c->b, LLVMGetPoison(vt), s, LLVMConstInt(c->i32, 0, 0), "");
+    return LLVMBuildShuffleVector(c->b, v, LLVMGetPoison(vt), LLVMConstNull(LLVMVectorType(c->i32, (unsigned)vl)), "");
+}
+
 LLVMValueRef cg_alloca(Cg *c, LLVMTypeRef t, const char *name) {
     return LLVMBuildAlloca(c->ab, t, name);
 }
