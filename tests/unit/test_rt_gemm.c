@@ -16,6 +16,21 @@ static float *random_matrix(int64_t n, unsigned seed) {
     return m;
 }
 
+// Relative error of got = alpha op(A)[i,:] op(B)[:,j] + beta c0, against the
+// sum in double, relative to the sum of the terms' magnitudes.
+static double entry_error(int ta, int tb, const float *A, int64_t lda, const float *B, int64_t ldb, int64_t i,
+                          int64_t j, int64_t K, float alpha, float beta, float c0, float got) {
+    double sum = 0, mag = 0;
+    for (int64_t k = 0; k < K; k++) {
+        double a = ta ? A[k * lda + i] : A[i * lda + k];
+        double b = tb ? B[j * ldb + k] : B[k * ldb + j];
+        sum += a * b;
+        mag += fabs(a * b);
+    }
+    double want = alpha * sum + beta * c0;
+    return fabs(want - got) / (fabs(alpha) * mag + fabs(beta * c0) + 1e-30);
+}
+
 // Max error against sum_k op(A)[i,k] op(B)[k,j] in double, relative to sum |terms|.
 static double check(nnrt_model *rt, int ta, int tb, int64_t M, int64_t N, int64_t K,
                     float alpha, float beta) {
@@ -27,15 +42,7 @@ static double check(nnrt_model *rt, int ta, int tb, int64_t M, int64_t N, int64_
     double worst = 0;
     for (int64_t i = 0; i < M; i++)
         for (int64_t j = 0; j < N; j++) {
-            double s = 0, mag = 0;
-            for (int64_t k = 0; k < K; k++) {
-                double a = ta ? A[k * lda + i] : A[i * lda + k];
-                double b = tb ? B[j * ldb + k] : B[k * ldb + j];
-                s += a * b;
-                mag += fabs(a * b);
-            }
-            double want = alpha * s + beta * C0[i * N + j];
-            double err = fabs(want - C[i * N + j]) / (fabs(alpha) * mag + fabs(beta * C0[i * N + j]) + 1e-30);
+            double err = entry_error(ta, tb, A, lda, B, ldb, i, j, K, alpha, beta, C0[i * N + j], C[i * N + j]);
             if (err > worst) worst = err;
         }
     free(A); free(B); free(C); free(C0);
@@ -140,15 +147,8 @@ Test(gemm, any_thread_count_gives_the_same_bits_in_every_form) {
                             cr_assert_eq(C[0][i * ldc + j], C0[i * ldc + j]);
                             continue;
                         }
-                        double sum = 0, mag = 0;
-                        for (int64_t k = 0; k < K; k++) {
-                            double a = ta ? A[k * lda + i] : A[i * lda + k];
-                            double b = tb ? B[j * ldb + k] : B[k * ldb + j];
-                            sum += a * b;
-                            mag += fabs(a * b);
-                        }
-                        double want = alpha * sum + beta * C0[i * ldc + j];
-                        double err = fabs(want - C[0][i * ldc + j]) / (alpha * mag + fabs(beta * C0[i * ldc + j]) + 1e-30);
+                        double err = entry_error(ta, tb, A, lda, B, ldb, i, j, K, alpha, beta, C0[i * ldc + j],
+                                                 C[0][i * ldc + j]);
                         if (err > worst) worst = err;
                     }
                 cr_assert_lt(worst, 1e-5, "size %zu form %d alpha %g: error %g", s, form, (double)alpha, worst);
