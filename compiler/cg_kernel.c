@@ -878,16 +878,39 @@ static bool conv_vector_rows(Cg *c, const Conv *cv, LLVMValueRef kx, LLVMValueRe
     return true;
 }
 
-// CONV2D_DW, after a tap's rows: dW[f][ch][ky][kx] = the sum of the partial sums.
-static void conv_tap_end(Cg *c, const Conv *cv, LLVMValueRef widx) {
-    if (node(c, cv->id)->op != IR_CONV2D_DW)
-        return;
-    CgLoop lz;
-    cg_store(c, cg_f(c, 0), cv->acc);
-    LLVMValueRef j = cg_loop_begin(c, &lz, cg_i(c, cv->OW), "r");
-    cg_store(c, cg_reassoc(LLVMBuildFAdd(c->b, cg_load(c, cv->acc), cg_load(c, cg_gep(c, cv->part, j)), "")), cv->acc);
-    cg_loop_end(c, &lz);
-    cg_store(c, cg_load(c, cv->acc), buffer_ptr(c, cv->id, cv->b, widx));
+// One output row oy of a tap as vectors (conv_vector_rows): its nx columns
+// from xlo, each op's destination row += one row times the weight or, for
+// CONV2D_DW, times the input's row.
+static void conv_row_vector(Cg *c, const Conv *cv, LLVMValueRef oy, LLVMValueRef iy, LLVMValueRef kx,
+                            LLVMValueRef xlo, LLVMValueRef nx, LLVMValueRef wv) {
+    IrOp op = (IrOp)node(c, cv->id)->op;
+    int64_t x0 = LLVMConstIntGetSExtValue(xlo), n = LLVMConstIntGetSExtValue(nx);
+    LLVMValueRef o0 = ix3(c, cv->f, cv->OH, oy, cv->OW, xlo);
+    LLVMValueRef i0 = ix3(c, cv->ch, cv->H, iy, cv->W, cg_i(c, x0 - cv->pad + LLVMConstIntGetSExtValue(kx)));
+    if (op == IR_CONV2D)
+        row_fma(c, buffer_ptr(c, cv->id, cv->b, o0), buffer_ptr(c, cv->x, cv->b, i0), NULL, wv, n);
+    else if (op == IR_CONV2D_DX)
+        row_fma(c, buffer_ptr(c, cv->id, cv->b, i0), buffer_ptr(c, cv->adj, cv->b, o0), NULL, wv, n);
+    else
+        row_fma(c, cg_gep(c, cv->part, xlo), buffer_ptr(c, cv->adj, cv->b, o0), buffer_ptr(c, cv->x, cv->b, i0), NULL, n);
+}
+
+// The same row as a loop over its columns (any stride, any tap).
+static void conv_row_loop(Cg *c, const Conv *cv, LLVMValueRef oy, LLVMValueRef iy, LLVMValueRef kx,
+                          LLVMValueRef xlo, LLVMValueRef nx, LLVMValueRef wv) {
+    IrOp op = (IrOp)node(c, cv->id)->op;
+    CgLoop lx;
+    LLVMValueRef ox = LLVMBuildAdd(c->b, xlo, cg_loop_begin(c, &lx, nx, "ox"), "");
+    LLVMValueRef ix = conv_in(c, cv, ox, kx);
+    LLVMValueRef oidx = ix3(c, cv->f, cv->OH, oy, cv->OW, ox), iidx = ix3(c, cv->ch, cv->H, iy, cv->W, ix);
+    LLVMValueRef p = op == IR_CONV2D_DW ? cg_gep(c, cv->part, ox) : buffer_ptr(c, cv->id, cv->b, op == IR_CONV2D ? oidx : iidx);
+    LLVMValueRef a = op == IR_CONV2D ? value_at(c, cv->x, cv->b, iidx) : value_at(c, cv->adj, cv->b, oidx);
+    LLVMValueRef m = op == IR_CONV2D_DW ? value_at(c, cv->x, cv->b, iidx) : wv;
+    cg_store(c, fadd(c, cg_load(c, p), fmul(c, a, m)), p);
+    if (cv->stride == 1)   // contiguous rows: vectors (strided ones stay scalar)
+        cg_loop_end_vector(c, &lx);
+    else
+        cg_loop_end(c, &lx);
 }
 
 // One tap (ky, kx) of the loop nest. CONV2D_DW sums into a row of partial
@@ -895,50 +918,34 @@ static void conv_tap_end(Cg *c, const Conv *cv, LLVMValueRef widx) {
 // two ops) and adds that row up once at the end, instead of one horizontal
 // sum per row of 14 or 28 elements.
 static void conv_tap(Cg *c, const Conv *cv, LLVMValueRef ky, LLVMValueRef kx) {
-    const Node *nd = node(c, cv->id);
-    bool dw = nd->op == IR_CONV2D_DW;
+    bool dw = node(c, cv->id)->op == IR_CONV2D_DW;
     LLVMValueRef ylo, ny, xlo, nx;
     conv_range(c, cv, ky, cv->H, cv->OH, &ylo, &ny);
     conv_range(c, cv, kx, cv->W, cv->OW, &xlo, &nx);
     LLVMValueRef widx = ix3(c, LLVMBuildAdd(c->b, LLVMBuildMul(c->b, cv->f, cg_i(c, cv->C), ""), cv->ch, ""),
                             cv->K, ky, cv->K, kx);
     LLVMValueRef wv = dw ? NULL : value_at(c, cv->w, cv->b, widx);
-    LLVMValueRef part = cv->part;
-    CgLoop ly, lx, lz;
+    CgLoop ly, lz;
     if (dw) {
         LLVMValueRef z = cg_loop_begin(c, &lz, cg_i(c, cv->OW), "z");
-        cg_store(c, cg_f(c, 0), cg_gep(c, part, z));
+        cg_store(c, cg_f(c, 0), cg_gep(c, cv->part, z));
         cg_loop_end_vector(c, &lz);
     }
     LLVMValueRef oy = LLVMBuildAdd(c->b, ylo, cg_loop_begin(c, &ly, ny, "oy"), "");
     LLVMValueRef iy = conv_in(c, cv, oy, ky);
-    if (conv_vector_rows(c, cv, kx, xlo, nx)) {
-        int64_t x0 = LLVMConstIntGetSExtValue(xlo), n = LLVMConstIntGetSExtValue(nx);
-        LLVMValueRef o0 = ix3(c, cv->f, cv->OH, oy, cv->OW, xlo);
-        LLVMValueRef i0 = ix3(c, cv->ch, cv->H, iy, cv->W, cg_i(c, x0 - cv->pad + LLVMConstIntGetSExtValue(kx)));
-        if (nd->op == IR_CONV2D)
-            row_fma(c, buffer_ptr(c, cv->id, cv->b, o0), buffer_ptr(c, cv->x, cv->b, i0), NULL, wv, n);
-        else if (nd->op == IR_CONV2D_DX)
-            row_fma(c, buffer_ptr(c, cv->id, cv->b, i0), buffer_ptr(c, cv->adj, cv->b, o0), NULL, wv, n);
-        else
-            row_fma(c, cg_gep(c, part, xlo), buffer_ptr(c, cv->adj, cv->b, o0), buffer_ptr(c, cv->x, cv->b, i0), NULL, n);
-        cg_loop_end(c, &ly);
-        conv_tap_end(c, cv, widx);
-        return;
-    }
-    LLVMValueRef ox = LLVMBuildAdd(c->b, xlo, cg_loop_begin(c, &lx, nx, "ox"), "");
-    LLVMValueRef ix = conv_in(c, cv, ox, kx);
-    LLVMValueRef oidx = ix3(c, cv->f, cv->OH, oy, cv->OW, ox), iidx = ix3(c, cv->ch, cv->H, iy, cv->W, ix);
-    LLVMValueRef p = dw ? cg_gep(c, part, ox) : buffer_ptr(c, cv->id, cv->b, nd->op == IR_CONV2D ? oidx : iidx);
-    LLVMValueRef a = nd->op == IR_CONV2D ? value_at(c, cv->x, cv->b, iidx) : value_at(c, cv->adj, cv->b, oidx);
-    LLVMValueRef m = dw ? value_at(c, cv->x, cv->b, iidx) : wv;
-    cg_store(c, fadd(c, cg_load(c, p), fmul(c, a, m)), p);
-    if (cv->stride == 1)   // contiguous rows: vectors (strided ones stay scalar)
-        cg_loop_end_vector(c, &lx);
+    if (conv_vector_rows(c, cv, kx, xlo, nx))
+        conv_row_vector(c, cv, oy, iy, kx, xlo, nx, wv);
     else
-        cg_loop_end(c, &lx);
+        conv_row_loop(c, cv, oy, iy, kx, xlo, nx, wv);
     cg_loop_end(c, &ly);
-    conv_tap_end(c, cv, widx);
+    if (!dw)
+        return;
+    // dW[f][ch][ky][kx] = the sum of the partial sums
+    cg_store(c, cg_f(c, 0), cv->acc);
+    LLVMValueRef j = cg_loop_begin(c, &lz, cg_i(c, cv->OW), "r");
+    cg_store(c, cg_reassoc(LLVMBuildFAdd(c->b, cg_load(c, cv->acc), cg_load(c, cg_gep(c, cv->part, j)), "")), cv->acc);
+    cg_loop_end(c, &lz);
+    cg_store(c, cg_load(c, cv->acc), buffer_ptr(c, cv->id, cv->b, widx));
 }
 
 // The nest for the samples [begin, end), or once for an invariant node
