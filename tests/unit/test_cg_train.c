@@ -192,3 +192,30 @@ Test(cg_train, small_batch_copies) {
         same_as_grad_then_apply(&t, batch);
     cgt_free(&t);
 }
+
+// At batch 1 a weight's update reads the input row once per row of the weight;
+// an input that is not 64-byte aligned is first copied to an aligned row
+// (cg_matmul.c, aligned_row). Whatever the input's address, the same bits.
+Test(cg_train, batch_one_input_at_any_alignment) {
+    CgT t;
+    cgt_build(&t, momentum_src);
+    const nnc_model_info *info = &t.d->info;
+    size_t np = info->param_count, ns = t.d->state_count, in = info->input_size;
+    float *x = cgt_random(in, -1, 1), *y = cgt_random(info->target_size, 0, 1);
+    float *buf = nnrt_aligned_alloc((in + 16) * sizeof(float));
+    nnrt_model *ref = info->create(7);
+    for (int step = 0; step < 3; step++)
+        info->train_step(ref, x, y, 1);
+    for (int shift = 0; shift < 16; shift++) {
+        memcpy(buf + shift, x, in * sizeof(float));
+        nnrt_model *m = info->create(7);
+        for (int step = 0; step < 3; step++)
+            info->train_step(m, buf + shift, y, 1);
+        cr_assert_arr_eq(m->params, ref->params, np * sizeof(float), "input at +%d floats", shift);
+        cr_assert_arr_eq(m->state, ref->state, ns * sizeof(float), "input at +%d floats", shift);
+        info->destroy(m);
+    }
+    info->destroy(ref);
+    free(x), free(y), free(buf);
+    cgt_free(&t);
+}
