@@ -49,6 +49,11 @@ static void run_chunk(void (*fn)(void *, int64_t, int64_t), void *ctx, int64_t n
     if (begin < end) fn(ctx, begin, end);
 }
 
+// The job's fields are written before generation is incremented (release)
+// and read after it is seen (acquire), so a spinning worker takes no lock:
+// taking the lock while the caller still held it put the worker to sleep on
+// the futex for every job. The caller writes the next job only once every
+// worker has counted itself in n_done, after its last read of the fields.
 static void *worker_main(void *arg) {
     Worker w = *(Worker *)arg;
     nnrt_pool *p = w.pool;
@@ -57,16 +62,15 @@ static void *worker_main(void *arg) {
     for (;;) {
         for (int i = 0; i < SPIN_ROUNDS && atomic_load_explicit(&p->generation, memory_order_acquire) == seen; i++)
             cpu_relax();
-        pthread_mutex_lock(&p->lock);
-        while (!p->is_stopping && atomic_load(&p->generation) == seen) pthread_cond_wait(&p->wake, &p->lock);
-        if (p->is_stopping) break;
-        seen = atomic_load(&p->generation);
-        void (*fn)(void *, int64_t, int64_t) = p->fn;
-        void *ctx = p->ctx;
-        int64_t n = p->n;
-        int t = p->n_chunks;
-        pthread_mutex_unlock(&p->lock);
-        if (w.index + 1 < t) run_chunk(fn, ctx, n, w.index + 1, t);
+        if (atomic_load_explicit(&p->generation, memory_order_acquire) == seen) {
+            pthread_mutex_lock(&p->lock);
+            while (!p->is_stopping && atomic_load(&p->generation) == seen) pthread_cond_wait(&p->wake, &p->lock);
+            bool stop = p->is_stopping;
+            pthread_mutex_unlock(&p->lock);
+            if (stop) break;
+        }
+        seen = atomic_load_explicit(&p->generation, memory_order_acquire);
+        if (w.index + 1 < p->n_chunks) run_chunk(p->fn, p->ctx, p->n, w.index + 1, p->n_chunks);
         if (atomic_fetch_add(&p->n_done, 1) + 1 == p->n_workers) {
             // Signalled under the lock: the caller checks n_done under it before sleeping.
             pthread_mutex_lock(&p->lock);
@@ -74,7 +78,6 @@ static void *worker_main(void *arg) {
             pthread_mutex_unlock(&p->lock);
         }
     }
-    pthread_mutex_unlock(&p->lock);
     return NULL;
 }
 
@@ -141,13 +144,14 @@ void nnrt_parallel_for(nnrt_model *m, void (*fn)(void *ctx, int64_t begin, int64
         for (int k = 0; k < t; k++) run_chunk(fn, ctx, n, k, t);
         return;
     }
-    pthread_mutex_lock(&p->lock);
     p->fn = fn;
     p->ctx = ctx;
     p->n = n;
     p->n_chunks = t;
     atomic_store(&p->n_done, 0);
     atomic_fetch_add_explicit(&p->generation, 1, memory_order_release);
+    // Sleeping workers check generation under the lock before they wait.
+    pthread_mutex_lock(&p->lock);
     pthread_cond_broadcast(&p->wake);
     pthread_mutex_unlock(&p->lock);
     run_chunk(fn, ctx, n, 0, t);
