@@ -118,7 +118,9 @@ static NodeId bias_correction(Lower *L, double beta, NodeId t) {
 
 // adam (PyTorch's AdamW; Adam when weight_decay = 0), t = IR_ARG_STEP from 1:
 //   p <- p*(1 - lr*wd);  m <- b1*m + (1-b1)*g;  v <- b2*v + (1-b2)*g^2;
-//   p <- p - lr*(m / (1-b1^t)) / (sqrt(v / (1-b2^t)) + eps).
+//   p <- p - lr*(m / (1-b1^t)) / (sqrt(v / (1-b2^t)) + eps),
+// computed as p - (lr / (1-b1^t)) * (m / (sqrt(v) * (1 / sqrt(1-b2^t)) + eps))
+// (PyTorch's arrangement, with a product by a per-step scalar for its division).
 // The decay multiplies the old p; the step is then taken from the decayed p.
 static void lower_adam(Lower *L, const NodeId *grad, NodeId lr) {
     Model *m = L->m;
@@ -127,6 +129,11 @@ static void lower_adam(Lower *L, const NodeId *grad, NodeId lr) {
     NodeId one = konst(L, 1);
     NodeId bias1 = bias_correction(L, o->beta1, t);
     NodeId bias2 = bias_correction(L, o->beta2, t);
+    // Per step, once: lr / (1-b1^t) and 1 / sqrt(1-b2^t); per element, one
+    // square root and one division (three divisions before: fashion b64's
+    // Adam waited on the divider).
+    NodeId step_size = bin(L, IR_DIV, lr, bias1);
+    NodeId inv_root2 = bin(L, IR_DIV, one, ir_unary(L->g, IR_SQRT, bias2, L->at));
     NodeId decay = o->weight_decay != 0 ? bin(L, IR_SUB, one, bin(L, IR_MUL, lr, konst(L, o->weight_decay))) : 0;
     NodeId *new_m = nn_alloc_array(L->g->arena, m->n_params + 1, sizeof(NodeId));
     NodeId *new_v = nn_alloc_array(L->g->arena, m->n_params + 1, sizeof(NodeId));
@@ -143,9 +150,8 @@ static void lower_adam(Lower *L, const NodeId *grad, NodeId lr) {
         new_v[i] = vt;
         if (decay)
             p = bin(L, IR_MUL, p, decay);
-        NodeId num = bin(L, IR_MUL, lr, bin(L, IR_DIV, mt, bias1));
-        NodeId den = bin(L, IR_ADD, ir_unary(L->g, IR_SQRT, bin(L, IR_DIV, vt, bias2), L->at), konst(L, o->eps));
-        store(L, false, i, bin(L, IR_SUB, p, bin(L, IR_DIV, num, den)));
+        NodeId den = bin(L, IR_ADD, bin(L, IR_MUL, ir_unary(L->g, IR_SQRT, vt, L->at), inv_root2), konst(L, o->eps));
+        store(L, false, i, bin(L, IR_SUB, p, bin(L, IR_MUL, step_size, bin(L, IR_DIV, mt, den))));
     }
     for (uint32_t i = 0; i < m->n_params; i++) {
         store(L, true, 2 * i, new_m[i]);
