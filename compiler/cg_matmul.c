@@ -684,7 +684,7 @@ static void emit_inline(Cg *c, const CgGemm *g) {
 // thresholds were chosen by measurement (docs/performance.md);
 // NNC_SGEMM_MIN_MACS in the compiler's environment sets both (0: never call
 // nnrt_sgemm; 1: always; for tests and measurements).
-#define CG_SGEMM_MIN_MACS    (INT64_C(1) << 24)
+#define CG_SGEMM_MIN_MACS    (INT64_C(1) << 23)
 #define CG_SGEMM_MIN_MACS_MT (INT64_C(1) << 22)
 
 static void sgemm_min_macs(int64_t *one, int64_t *many) {
