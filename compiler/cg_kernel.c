@@ -660,9 +660,7 @@ static void emit_logsumexp(Cg *c, NodeId id) {
     i = loop_n(c, &l2, n, "i");
     LLVMValueRef e = cg_exp(c, fsub(c, value_at(c, a, b, i), m));
     cg_store(c, cg_reassoc(LLVMBuildFAdd(c->b, cg_load(c, s), e, "")), s);
-    // Vectorised even when short (LLVM's cost model left a row of 10 classes
-    // scalar: 10 exps one after another; mnist b256 -1.5 %).
-    cg_loop_end_vector(c, &l2);
+    cg_loop_end_vector(c, &l2);   // as in emit_softmax
     LLVMValueRef r = fadd(c, m, cg_log(c, cg_load(c, s)));
     r = sel(c, fcmp(c, LLVMRealOEQ, m, cg_f(c, -INFINITY)), m, r);
     cg_store(c, r, buffer_ptr(c, id, b, cg_i(c, 0)));

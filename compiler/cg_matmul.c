@@ -328,7 +328,9 @@ static bool gemm_axpy_rows_epilogue(Cg *c, const CgGemm *g) {
     LLVMBasicBlockRef rank1 = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "mr.rank1");
     LLVMBuildCondBr(c->b, LLVMBuildICmp(c->b, LLVMIntEQ, g->k, cg_i(c, 1), ""), rank1, tiles);
     LLVMPositionBuilderAtEnd(c->b, rank1);
-    LLVMValueRef brow = aligned_row(c, g->b, n);
+    // Only x, the user's array, can be misaligned: the kernel's buffers are
+    // 64-byte aligned (and each copy would take a row of the frame).
+    LLVMValueRef brow = g->b == c->a_x ? aligned_row(c, g->b, n) : g->b;
     CgLoop li, lj;
     LLVMValueRef i = cg_loop_begin(c, &li, g->m, "r1.i");
     LLVMValueRef ai = cg_load(c, at(c, g->a, i, g->a_rs, cg_i(c, 0), g->a_cs));
