@@ -1018,62 +1018,126 @@ static void emit_conv(Cg *c, NodeId id) {
 }
 
 // MAXPOOL2D, AVGPOOL2D and their gradients (windows inside the input: no padding).
-static void emit_pool(Cg *c, NodeId id) {
-    const Node *nd = node(c, id);
-    bool is_dx = nd->op == IR_MAXPOOL2D_DX || nd->op == IR_AVGPOOL2D_DX;
-    bool is_max = nd->op == IR_MAXPOOL2D || nd->op == IR_MAXPOOL2D_DX;
-    NodeId x = nd->op == IR_AVGPOOL2D_DX ? 0 : nd->arg[0];
-    NodeId adj = nd->op == IR_MAXPOOL2D_DX ? nd->arg[1] : nd->op == IR_AVGPOOL2D_DX ? nd->arg[0] : 0;
-    Shape sx = is_dx ? nd->shape : node(c, x)->shape;
-    Shape so = is_dx ? node(c, adj)->shape : nd->shape;
-    int64_t C = sx.dim[0], H = sx.dim[1], W = sx.dim[2], OH = so.dim[1], OW = so.dim[2];
-    int stride = nd->attr[0], size = nd->attr[1];
-    LLVMValueRef best = cg_alloca(c, c->f32, "best"), arg = cg_alloca(c, c->i64, "arg");
-    if (is_dx)
-        fill_zero(c, id);
-    CgLoop lb, lc, ly, lx, lky, lkx;
-    LLVMValueRef b = per_sample(c, id) ? cg_loop_begin(c, &lb, c->batch, "b") : NULL;
-    LLVMValueRef ch = loop_n(c, &lc, C, "c");
-    LLVMValueRef oy = loop_n(c, &ly, OH, "oy");
-    LLVMValueRef ox = loop_n(c, &lx, OW, "ox");
-    LLVMValueRef oidx = ix3(c, ch, OH, oy, OW, ox);
-    cg_store(c, cg_f(c, is_max ? -INFINITY : 0), best);
+typedef struct Pool {
+    NodeId  id, x, adj;        // x: the pooled input (not AVGPOOL2D_DX), adj: the gradient in
+    int64_t C, H, W, OH, OW;
+    int     stride, size;
+    bool    is_dx, is_max;
+    bool    tiles;             // windows neither overlap nor leave a gap: MAXPOOL2D_DX stores, never adds
+} Pool;
+
+// The first maximal element of the window at (ch, oy, ox) (LANGUAGE.md §7):
+// its value in *best, its tap ky * size + kx in *arg.
+static void window_max(Cg *c, const Pool *pl, LLVMValueRef b, LLVMValueRef ch, LLVMValueRef oy, LLVMValueRef ox,
+                       LLVMValueRef best, LLVMValueRef arg) {
+    CgLoop lky, lkx;
+    cg_store(c, cg_f(c, -INFINITY), best);
     LLVMBuildStore(c->b, cg_i(c, -1), arg);
-    LLVMValueRef ky = loop_n(c, &lky, size, "ky");
-    LLVMValueRef kx = loop_n(c, &lkx, size, "kx");
-    LLVMValueRef iy = LLVMBuildAdd(c->b, LLVMBuildMul(c->b, oy, cg_i(c, stride), ""), ky, "");
-    LLVMValueRef ix = LLVMBuildAdd(c->b, LLVMBuildMul(c->b, ox, cg_i(c, stride), ""), kx, "");
-    LLVMValueRef xidx = ix3(c, ch, H, iy, W, ix);
-    if (is_max) {
-        // The first maximal element in row-major order (LANGUAGE.md §7).
-        LLVMValueRef v = value_at(c, x, b, xidx), bv = cg_load(c, best);
-        LLVMValueRef old = LLVMBuildLoad2(c->b, c->i64, arg, "");
-        LLVMValueRef take = LLVMBuildOr(c->b, fcmp(c, LLVMRealOGT, v, bv),
-                                        LLVMBuildICmp(c->b, LLVMIntEQ, old, cg_i(c, -1), ""), "");
-        cg_store(c, sel(c, take, v, bv), best);
-        LLVMBuildStore(c->b, sel(c, take, xidx, old), arg);
-    } else if (is_dx) {
-        LLVMValueRef p = buffer_ptr(c, id, b, xidx);
-        LLVMValueRef add = fmul(c, value_at(c, adj, b, oidx), cg_f(c, 1.0 / ((double)size * size)));
-        cg_store(c, fadd(c, cg_load(c, p), add), p);
-    } else {
-        cg_store(c, fadd(c, cg_load(c, best), value_at(c, x, b, xidx)), best);
-    }
+    LLVMValueRef ky = loop_n(c, &lky, pl->size, "ky");
+    LLVMValueRef kx = loop_n(c, &lkx, pl->size, "kx");
+    LLVMValueRef iy = LLVMBuildAdd(c->b, LLVMBuildMul(c->b, oy, cg_i(c, pl->stride), ""), ky, "");
+    LLVMValueRef ix = LLVMBuildAdd(c->b, LLVMBuildMul(c->b, ox, cg_i(c, pl->stride), ""), kx, "");
+    LLVMValueRef v = value_at(c, pl->x, b, ix3(c, ch, pl->H, iy, pl->W, ix)), bv = cg_load(c, best);
+    LLVMValueRef old = LLVMBuildLoad2(c->b, c->i64, arg, "");
+    LLVMValueRef take = LLVMBuildOr(c->b, fcmp(c, LLVMRealOGT, v, bv),
+                                    LLVMBuildICmp(c->b, LLVMIntEQ, old, cg_i(c, -1), ""), "");
+    cg_store(c, sel(c, take, v, bv), best);
+    LLVMValueRef tap = LLVMBuildAdd(c->b, LLVMBuildMul(c->b, ky, cg_i(c, pl->size), ""), kx, "");
+    LLVMBuildStore(c->b, sel(c, take, tap, old), arg);
     cg_loop_end(c, &lkx);
     cg_loop_end(c, &lky);
-    if (nd->op == IR_MAXPOOL2D) {
-        cg_store(c, cg_load(c, best), buffer_ptr(c, id, b, oidx));
-    } else if (nd->op == IR_AVGPOOL2D) {
-        cg_store(c, fmul(c, cg_load(c, best), cg_f(c, 1.0 / ((double)size * size))), buffer_ptr(c, id, b, oidx));
-    } else if (nd->op == IR_MAXPOOL2D_DX) {
-        LLVMValueRef p = buffer_ptr(c, id, b, LLVMBuildLoad2(c->b, c->i64, arg, ""));
-        cg_store(c, fadd(c, cg_load(c, p), value_at(c, adj, b, oidx)), p);
+}
+
+// The window at (ch, oy, ox): the output's element, or the gradient's
+// contribution to the window's input elements.
+static void pool_window(Cg *c, const Pool *pl, LLVMValueRef b, LLVMValueRef ch, LLVMValueRef oy, LLVMValueRef ox,
+                        LLVMValueRef best, LLVMValueRef arg) {
+    LLVMValueRef oidx = ix3(c, ch, pl->OH, oy, pl->OW, ox);
+    double inv_area = 1.0 / ((double)pl->size * pl->size);
+    if (pl->is_max)
+        window_max(c, pl, b, ch, oy, ox, best, arg);
+    if (!pl->is_dx) {
+        LLVMValueRef v = pl->is_max ? cg_load(c, best) : NULL;
+        if (!pl->is_max) {   // the window's sum
+            CgLoop lky, lkx;
+            cg_store(c, cg_f(c, 0), best);
+            LLVMValueRef ky = loop_n(c, &lky, pl->size, "ky");
+            LLVMValueRef kx = loop_n(c, &lkx, pl->size, "kx");
+            LLVMValueRef iy = LLVMBuildAdd(c->b, LLVMBuildMul(c->b, oy, cg_i(c, pl->stride), ""), ky, "");
+            LLVMValueRef ix = LLVMBuildAdd(c->b, LLVMBuildMul(c->b, ox, cg_i(c, pl->stride), ""), kx, "");
+            cg_store(c, fadd(c, cg_load(c, best), value_at(c, pl->x, b, ix3(c, ch, pl->H, iy, pl->W, ix))), best);
+            cg_loop_end(c, &lkx);
+            cg_loop_end(c, &lky);
+            v = fmul(c, cg_load(c, best), cg_f(c, inv_area));
+        }
+        cg_store(c, v, buffer_ptr(c, pl->id, b, oidx));
+        return;
     }
+    LLVMValueRef g = value_at(c, pl->adj, b, oidx);
+    if (!pl->is_max)
+        g = fmul(c, g, cg_f(c, inv_area));
+    LLVMValueRef win = pl->is_max ? LLVMBuildLoad2(c->b, c->i64, arg, "") : NULL;
+    CgLoop lky, lkx;
+    LLVMValueRef ky = loop_n(c, &lky, pl->size, "ky");
+    LLVMValueRef kx = loop_n(c, &lkx, pl->size, "kx");
+    LLVMValueRef iy = LLVMBuildAdd(c->b, LLVMBuildMul(c->b, oy, cg_i(c, pl->stride), ""), ky, "");
+    LLVMValueRef ix = LLVMBuildAdd(c->b, LLVMBuildMul(c->b, ox, cg_i(c, pl->stride), ""), kx, "");
+    LLVMValueRef p = buffer_ptr(c, pl->id, b, ix3(c, ch, pl->H, iy, pl->W, ix));
+    LLVMValueRef v = g;
+    if (pl->is_max) {
+        LLVMValueRef tap = LLVMBuildAdd(c->b, LLVMBuildMul(c->b, ky, cg_i(c, pl->size), ""), kx, "");
+        v = sel(c, LLVMBuildICmp(c->b, LLVMIntEQ, tap, win, ""), g, cg_f(c, 0));
+    }
+    // Tiling windows store (each input element in one window; branch-free,
+    // so the loop over ox vectorises); overlapping or gapped ones add into
+    // the zeroed gradient.
+    cg_store(c, pl->tiles ? v : fadd(c, cg_load(c, p), v), p);
+    cg_loop_end(c, &lkx);
+    cg_loop_end(c, &lky);
+}
+
+// The pooling of the samples [begin, end) (begin NULL: an invariant node, once).
+static void pool_nest(Cg *c, LLVMValueRef begin, LLVMValueRef end, void *arg) {
+    const Pool *pl = arg;
+    CgLoop lb, lz, lc, ly, lx;
+    LLVMValueRef best = cg_alloca(c, c->f32, "best"), where = cg_alloca(c, c->i64, "arg");
+    LLVMValueRef b = begin ? LLVMBuildAdd(c->b, begin, cg_loop_begin(c, &lb, LLVMBuildSub(c->b, end, begin, ""), "b"), "") : NULL;
+    if (pl->is_dx && !(pl->is_max && pl->tiles)) {
+        LLVMValueRef z = cg_loop_begin(c, &lz, cg_i(c, pl->C * pl->H * pl->W), "z");
+        cg_store(c, cg_f(c, 0), buffer_ptr(c, pl->id, b, z));
+        cg_loop_end(c, &lz);
+    }
+    LLVMValueRef ch = loop_n(c, &lc, pl->C, "c");
+    LLVMValueRef oy = loop_n(c, &ly, pl->OH, "oy");
+    LLVMValueRef ox = loop_n(c, &lx, pl->OW, "ox");
+    pool_window(c, pl, b, ch, oy, ox, best, where);
     cg_loop_end(c, &lx);
     cg_loop_end(c, &ly);
     cg_loop_end(c, &lc);
     if (b)
         cg_loop_end(c, &lb);
+}
+
+static void emit_pool(Cg *c, NodeId id) {
+    const Node *nd = node(c, id);
+    Pool pl = { .id = id };
+    pl.is_dx = nd->op == IR_MAXPOOL2D_DX || nd->op == IR_AVGPOOL2D_DX;
+    pl.is_max = nd->op == IR_MAXPOOL2D || nd->op == IR_MAXPOOL2D_DX;
+    pl.x = nd->op == IR_AVGPOOL2D_DX ? 0 : nd->arg[0];
+    pl.adj = nd->op == IR_MAXPOOL2D_DX ? nd->arg[1] : nd->op == IR_AVGPOOL2D_DX ? nd->arg[0] : 0;
+    Shape sx = pl.is_dx ? nd->shape : node(c, pl.x)->shape;
+    Shape so = pl.is_dx ? node(c, pl.adj)->shape : nd->shape;
+    pl.C = sx.dim[0], pl.H = sx.dim[1], pl.W = sx.dim[2], pl.OH = so.dim[1], pl.OW = so.dim[2];
+    pl.stride = nd->attr[0], pl.size = nd->attr[1];
+    pl.tiles = pl.stride == pl.size && pl.OH * pl.size == pl.H && pl.OW * pl.size == pl.W;
+    if (!per_sample(c, id)) {
+        pool_nest(c, NULL, NULL, &pl);
+        return;
+    }
+    // In the train kernel the samples are split over the threads, as for the
+    // convolutions.
+    if (!cg_parallel(c, c->batch, pool_nest, &pl))
+        pool_nest(c, cg_i(c, 0), c->batch, &pl);
 }
 
 static void emit_node(Cg *c, NodeId id) {

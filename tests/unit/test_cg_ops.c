@@ -84,6 +84,19 @@ Test(cg, conv_pool) {
                 "output z; loss softmax_cross_entropy(z, y); train sgd(lr = 0.1); }", 3);
 }
 
+// Pooling windows that tile their input (the max-pool gradient stores into
+// each window, cg_kernel.c pool_window), leave a gap (7 = 3 x 2 + 1: the last
+// row and column get no gradient) or overlap (size 3, stride 2: the
+// gradient adds up). Convolutions before them, so that every pool's gradient
+// is needed; relu's zeros make ties, which go to the first maximum.
+Test(cg, pool_windows_tiling_gapped_overlapping) {
+    check_model("model pools { input x[2, 7, 7]; target y[3];\n"
+                "c = conv2d(x, 2, 2, act = relu); d = conv2d(x, 2, 1, act = relu);\n"
+                "t = maxpool2d(c, 2); g = maxpool2d(d, 2); o = maxpool2d(d, 3, stride = 2); a = avgpool2d(d, 2);\n"
+                "z = dense(flatten(t) + flatten(g) + flatten(o) + flatten(a), 3);\n"
+                "output z; loss mse(z, y); train sgd(lr = 0.1); }", 4);
+}
+
 Test(cg, autoencoder_without_target_and_scalar_param) {
     check_model("model ae { input x[6]; param s = constant(1.5);\n"
                 "h = dense(x, 3, sigmoid); o = dense(h, 6) * s;\n"
