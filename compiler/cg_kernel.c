@@ -1026,26 +1026,50 @@ typedef struct Pool {
     bool    tiles;             // windows neither overlap nor leave a gap: MAXPOOL2D_DX stores, never adds
 } Pool;
 
-// The first maximal element of the window at (ch, oy, ox) (LANGUAGE.md §7):
-// its value in *best, its tap ky * size + kx in *arg.
-static void window_max(Cg *c, const Pool *pl, LLVMValueRef b, LLVMValueRef ch, LLVMValueRef oy, LLVMValueRef ox,
-                       LLVMValueRef best, LLVMValueRef arg) {
-    CgLoop lky, lkx;
-    cg_store(c, cg_f(c, -INFINITY), best);
-    LLVMBuildStore(c->b, cg_i(c, -1), arg);
-    LLVMValueRef ky = loop_n(c, &lky, pl->size, "ky");
-    LLVMValueRef kx = loop_n(c, &lkx, pl->size, "kx");
+// Opens the loops over the taps (ky, kx) of the window at (ch, oy, ox):
+// returns the input element's index, the tap's number ky * size + kx in *tap.
+static LLVMValueRef open_window(Cg *c, const Pool *pl, LLVMValueRef ch, LLVMValueRef oy, LLVMValueRef ox,
+                                CgLoop loops[2], LLVMValueRef *tap) {
+    LLVMValueRef ky = loop_n(c, &loops[0], pl->size, "ky");
+    LLVMValueRef kx = loop_n(c, &loops[1], pl->size, "kx");
     LLVMValueRef iy = LLVMBuildAdd(c->b, LLVMBuildMul(c->b, oy, cg_i(c, pl->stride), ""), ky, "");
     LLVMValueRef ix = LLVMBuildAdd(c->b, LLVMBuildMul(c->b, ox, cg_i(c, pl->stride), ""), kx, "");
-    LLVMValueRef v = value_at(c, pl->x, b, ix3(c, ch, pl->H, iy, pl->W, ix)), bv = cg_load(c, best);
+    *tap = LLVMBuildAdd(c->b, LLVMBuildMul(c->b, ky, cg_i(c, pl->size), ""), kx, "");
+    return ix3(c, ch, pl->H, iy, pl->W, ix);
+}
+
+static void close_window(Cg *c, CgLoop loops[2]) {
+    cg_loop_end(c, &loops[1]);
+    cg_loop_end(c, &loops[0]);
+}
+
+// The first maximal element of the window (LANGUAGE.md §7): its value in
+// *best, its tap in *arg.
+static void window_max(Cg *c, const Pool *pl, LLVMValueRef b, LLVMValueRef ch, LLVMValueRef oy, LLVMValueRef ox,
+                       LLVMValueRef best, LLVMValueRef arg) {
+    CgLoop loops[2];
+    LLVMValueRef tap;
+    cg_store(c, cg_f(c, -INFINITY), best);
+    LLVMBuildStore(c->b, cg_i(c, -1), arg);
+    LLVMValueRef v = value_at(c, pl->x, b, open_window(c, pl, ch, oy, ox, loops, &tap)), bv = cg_load(c, best);
     LLVMValueRef old = LLVMBuildLoad2(c->b, c->i64, arg, "");
     LLVMValueRef take = LLVMBuildOr(c->b, fcmp(c, LLVMRealOGT, v, bv),
                                     LLVMBuildICmp(c->b, LLVMIntEQ, old, cg_i(c, -1), ""), "");
     cg_store(c, sel(c, take, v, bv), best);
-    LLVMValueRef tap = LLVMBuildAdd(c->b, LLVMBuildMul(c->b, ky, cg_i(c, pl->size), ""), kx, "");
     LLVMBuildStore(c->b, sel(c, take, tap, old), arg);
-    cg_loop_end(c, &lkx);
-    cg_loop_end(c, &lky);
+    close_window(c, loops);
+}
+
+// The window's mean.
+static LLVMValueRef window_mean(Cg *c, const Pool *pl, LLVMValueRef b, LLVMValueRef ch, LLVMValueRef oy,
+                                LLVMValueRef ox, LLVMValueRef sum) {
+    CgLoop loops[2];
+    LLVMValueRef tap;
+    cg_store(c, cg_f(c, 0), sum);
+    LLVMValueRef v = value_at(c, pl->x, b, open_window(c, pl, ch, oy, ox, loops, &tap));
+    cg_store(c, fadd(c, cg_load(c, sum), v), sum);
+    close_window(c, loops);
+    return fmul(c, cg_load(c, sum), cg_f(c, 1.0 / ((double)pl->size * pl->size)));
 }
 
 // The window at (ch, oy, ox): the output's element, or the gradient's
@@ -1053,47 +1077,26 @@ static void window_max(Cg *c, const Pool *pl, LLVMValueRef b, LLVMValueRef ch, L
 static void pool_window(Cg *c, const Pool *pl, LLVMValueRef b, LLVMValueRef ch, LLVMValueRef oy, LLVMValueRef ox,
                         LLVMValueRef best, LLVMValueRef arg) {
     LLVMValueRef oidx = ix3(c, ch, pl->OH, oy, pl->OW, ox);
-    double inv_area = 1.0 / ((double)pl->size * pl->size);
     if (pl->is_max)
         window_max(c, pl, b, ch, oy, ox, best, arg);
     if (!pl->is_dx) {
-        LLVMValueRef v = pl->is_max ? cg_load(c, best) : NULL;
-        if (!pl->is_max) {   // the window's sum
-            CgLoop lky, lkx;
-            cg_store(c, cg_f(c, 0), best);
-            LLVMValueRef ky = loop_n(c, &lky, pl->size, "ky");
-            LLVMValueRef kx = loop_n(c, &lkx, pl->size, "kx");
-            LLVMValueRef iy = LLVMBuildAdd(c->b, LLVMBuildMul(c->b, oy, cg_i(c, pl->stride), ""), ky, "");
-            LLVMValueRef ix = LLVMBuildAdd(c->b, LLVMBuildMul(c->b, ox, cg_i(c, pl->stride), ""), kx, "");
-            cg_store(c, fadd(c, cg_load(c, best), value_at(c, pl->x, b, ix3(c, ch, pl->H, iy, pl->W, ix))), best);
-            cg_loop_end(c, &lkx);
-            cg_loop_end(c, &lky);
-            v = fmul(c, cg_load(c, best), cg_f(c, inv_area));
-        }
+        LLVMValueRef v = pl->is_max ? cg_load(c, best) : window_mean(c, pl, b, ch, oy, ox, best);
         cg_store(c, v, buffer_ptr(c, pl->id, b, oidx));
         return;
     }
     LLVMValueRef g = value_at(c, pl->adj, b, oidx);
     if (!pl->is_max)
-        g = fmul(c, g, cg_f(c, inv_area));
+        g = fmul(c, g, cg_f(c, 1.0 / ((double)pl->size * pl->size)));
     LLVMValueRef win = pl->is_max ? LLVMBuildLoad2(c->b, c->i64, arg, "") : NULL;
-    CgLoop lky, lkx;
-    LLVMValueRef ky = loop_n(c, &lky, pl->size, "ky");
-    LLVMValueRef kx = loop_n(c, &lkx, pl->size, "kx");
-    LLVMValueRef iy = LLVMBuildAdd(c->b, LLVMBuildMul(c->b, oy, cg_i(c, pl->stride), ""), ky, "");
-    LLVMValueRef ix = LLVMBuildAdd(c->b, LLVMBuildMul(c->b, ox, cg_i(c, pl->stride), ""), kx, "");
-    LLVMValueRef p = buffer_ptr(c, pl->id, b, ix3(c, ch, pl->H, iy, pl->W, ix));
-    LLVMValueRef v = g;
-    if (pl->is_max) {
-        LLVMValueRef tap = LLVMBuildAdd(c->b, LLVMBuildMul(c->b, ky, cg_i(c, pl->size), ""), kx, "");
-        v = sel(c, LLVMBuildICmp(c->b, LLVMIntEQ, tap, win, ""), g, cg_f(c, 0));
-    }
+    CgLoop loops[2];
+    LLVMValueRef tap;
+    LLVMValueRef p = buffer_ptr(c, pl->id, b, open_window(c, pl, ch, oy, ox, loops, &tap));
+    LLVMValueRef v = pl->is_max ? sel(c, LLVMBuildICmp(c->b, LLVMIntEQ, tap, win, ""), g, cg_f(c, 0)) : g;
     // Tiling windows store (each input element in one window; branch-free,
     // so the loop over ox vectorises); overlapping or gapped ones add into
     // the zeroed gradient.
     cg_store(c, pl->tiles ? v : fadd(c, cg_load(c, p), v), p);
-    cg_loop_end(c, &lkx);
-    cg_loop_end(c, &lky);
+    close_window(c, loops);
 }
 
 // The pooling of the samples [begin, end) (begin NULL: an invariant node, once).
