@@ -1023,7 +1023,7 @@ typedef struct Pool {
     int64_t C, H, W, OH, OW;
     int     stride, size;
     bool    is_dx, is_max;
-    bool    tiles;             // windows neither overlap nor leave a gap: MAXPOOL2D_DX stores, never adds
+    bool    tiles;             // windows neither overlap nor leave a gap: the gradients store, never add
 } Pool;
 
 // Opens the loops over the taps (ky, kx) of the window at (ch, oy, ox):
@@ -1105,7 +1105,7 @@ static void pool_nest(Cg *c, LLVMValueRef begin, LLVMValueRef end, void *arg) {
     CgLoop lb, lz, lc, ly, lx;
     LLVMValueRef best = cg_alloca(c, c->f32, "best"), where = cg_alloca(c, c->i64, "arg");
     LLVMValueRef b = begin ? LLVMBuildAdd(c->b, begin, cg_loop_begin(c, &lb, LLVMBuildSub(c->b, end, begin, ""), "b"), "") : NULL;
-    if (pl->is_dx && !(pl->is_max && pl->tiles)) {
+    if (pl->is_dx && !pl->tiles) {
         LLVMValueRef z = cg_loop_begin(c, &lz, cg_i(c, pl->C * pl->H * pl->W), "z");
         cg_store(c, cg_f(c, 0), buffer_ptr(c, pl->id, b, z));
         cg_loop_end(c, &lz);
