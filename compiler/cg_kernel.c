@@ -953,21 +953,44 @@ static void conv_tap(Cg *c, const Conv *cv, LLVMValueRef ky, LLVMValueRef kx) {
     cg_store(c, cg_load(c, cv->acc), buffer_ptr(c, cv->id, cv->b, widx));
 }
 
+// The loop over the samples [begin, end) of a nest split by cg_parallel;
+// NULL (no loop) for an invariant node's nest (begin NULL).
+static LLVMValueRef open_samples(Cg *c, CgLoop *l, LLVMValueRef begin, LLVMValueRef end) {
+    if (!begin)
+        return NULL;
+    return LLVMBuildAdd(c->b, begin, cg_loop_begin(c, l, LLVMBuildSub(c->b, end, begin, ""), "b"), "");
+}
+
+// Zeroes node id's elements of sample b (NULL: an invariant node).
+static void zero_sample(Cg *c, NodeId id, LLVMValueRef b) {
+    CgLoop l;
+    LLVMValueRef z = cg_loop_begin(c, &l, cg_i(c, ir_numel(node(c, id)->shape)), "z");
+    cg_store(c, cg_f(c, 0), buffer_ptr(c, id, b, z));
+    cg_loop_end(c, &l);
+}
+
+// Runs nest over node id's samples, split over the threads in the train
+// kernel (one copy of the code: nnrt_parallel_for runs it inline on one
+// thread or one sample); once when id is invariant.
+static void emit_samples(Cg *c, NodeId id, CgRangeBody nest, void *arg) {
+    if (!per_sample(c, id))
+        nest(c, NULL, NULL, arg);
+    else if (!cg_parallel(c, c->batch, nest, arg))
+        nest(c, cg_i(c, 0), c->batch, arg);
+}
+
 // The nest for the samples [begin, end), or once for an invariant node
 // (begin NULL). Each sample's output is zeroed (CONV2D, CONV2D_DX) and
 // computed whole by the thread that runs it.
 static void conv_nest(Cg *c, LLVMValueRef begin, LLVMValueRef end, void *arg) {
     Conv cv = *(const Conv *)arg;
     const Node *nd = node(c, cv.id);
-    CgLoop lb, lz, lf, lc, lky, lkx;
+    CgLoop lb, lf, lc, lky, lkx;
     if (nd->op == IR_CONV2D_DW)
         cv.part = cg_alloca(c, LLVMArrayType(c->f32, (unsigned)cv.OW), "part"), cv.acc = cg_alloca(c, c->f32, "acc");
-    cv.b = begin ? LLVMBuildAdd(c->b, begin, cg_loop_begin(c, &lb, LLVMBuildSub(c->b, end, begin, ""), "b"), "") : NULL;
-    if (nd->op != IR_CONV2D_DW) {
-        LLVMValueRef z = cg_loop_begin(c, &lz, cg_i(c, ir_numel(nd->shape)), "z");
-        cg_store(c, cg_f(c, 0), buffer_ptr(c, cv.id, cv.b, z));
-        cg_loop_end(c, &lz);
-    }
+    cv.b = open_samples(c, &lb, begin, end);
+    if (nd->op != IR_CONV2D_DW)
+        zero_sample(c, cv.id, cv.b);
     cv.f = loop_n(c, &lf, cv.F, "f");
     cv.ch = loop_n(c, &lc, cv.C, "c");
     if (cv.K <= CONV_UNROLL_MAX) {
@@ -1007,14 +1030,7 @@ static void emit_conv(Cg *c, NodeId id) {
     }
     cv.F = so.dim[0], cv.OH = so.dim[1], cv.OW = so.dim[2];
     cv.C = sx.dim[0], cv.H = sx.dim[1], cv.W = sx.dim[2], cv.K = sw.dim[2];
-    if (!per_sample(c, id)) {
-        conv_nest(c, NULL, NULL, &cv);
-        return;
-    }
-    // In the train kernel the samples are split over the threads (one copy of
-    // the code: nnrt_parallel_for runs it inline on one thread or one sample).
-    if (!cg_parallel(c, c->batch, conv_nest, &cv))
-        conv_nest(c, cg_i(c, 0), c->batch, &cv);
+    emit_samples(c, id, conv_nest, &cv);
 }
 
 // MAXPOOL2D, AVGPOOL2D and their gradients (windows inside the input: no padding).
@@ -1102,14 +1118,11 @@ static void pool_window(Cg *c, const Pool *pl, LLVMValueRef b, LLVMValueRef ch, 
 // The pooling of the samples [begin, end) (begin NULL: an invariant node, once).
 static void pool_nest(Cg *c, LLVMValueRef begin, LLVMValueRef end, void *arg) {
     const Pool *pl = arg;
-    CgLoop lb, lz, lc, ly, lx;
+    CgLoop lb, lc, ly, lx;
     LLVMValueRef best = cg_alloca(c, c->f32, "best"), where = cg_alloca(c, c->i64, "arg");
-    LLVMValueRef b = begin ? LLVMBuildAdd(c->b, begin, cg_loop_begin(c, &lb, LLVMBuildSub(c->b, end, begin, ""), "b"), "") : NULL;
-    if (pl->is_dx && !pl->tiles) {
-        LLVMValueRef z = cg_loop_begin(c, &lz, cg_i(c, pl->C * pl->H * pl->W), "z");
-        cg_store(c, cg_f(c, 0), buffer_ptr(c, pl->id, b, z));
-        cg_loop_end(c, &lz);
-    }
+    LLVMValueRef b = open_samples(c, &lb, begin, end);
+    if (pl->is_dx && !pl->tiles)
+        zero_sample(c, pl->id, b);
     LLVMValueRef ch = loop_n(c, &lc, pl->C, "c");
     LLVMValueRef oy = loop_n(c, &ly, pl->OH, "oy");
     LLVMValueRef ox = loop_n(c, &lx, pl->OW, "ox");
@@ -1133,14 +1146,7 @@ static void emit_pool(Cg *c, NodeId id) {
     pl.C = sx.dim[0], pl.H = sx.dim[1], pl.W = sx.dim[2], pl.OH = so.dim[1], pl.OW = so.dim[2];
     pl.stride = nd->attr[0], pl.size = nd->attr[1];
     pl.tiles = pl.stride == pl.size && pl.OH * pl.size == pl.H && pl.OW * pl.size == pl.W;
-    if (!per_sample(c, id)) {
-        pool_nest(c, NULL, NULL, &pl);
-        return;
-    }
-    // In the train kernel the samples are split over the threads, as for the
-    // convolutions.
-    if (!cg_parallel(c, c->batch, pool_nest, &pl))
-        pool_nest(c, cg_i(c, 0), c->batch, &pl);
+    emit_samples(c, id, pool_nest, &pl);
 }
 
 static void emit_node(Cg *c, NodeId id) {
