@@ -61,16 +61,9 @@ LLVMValueRef cg_gep(Cg *c, LLVMValueRef base, LLVMValueRef idx) {
     return LLVMBuildInBoundsGEP2(c->b, c->f32, base, &idx, 1, "");
 }
 
-LLVMValueRef cg_load(Cg *c, LLVMValueRef p) {
-    LLVMValueRef v = LLVMBuildLoad2(c->b, c->f32, p, "");
-    LLVMSetAlignment(v, 4);
-    return v;
-}
+LLVMValueRef cg_load(Cg *c, LLVMValueRef p) { return cg_vload(c, c->f32, p); }
 
-void cg_store(Cg *c, LLVMValueRef v, LLVMValueRef p) {
-    LLVMValueRef s = LLVMBuildStore(c->b, v, p);
-    LLVMSetAlignment(s, 4);
-}
+void cg_store(Cg *c, LLVMValueRef v, LLVMValueRef p) { cg_vstore(c, v, p); }
 
 // Loads and stores of any float or vector type at 4-byte alignment.
 LLVMValueRef cg_vload(Cg *c, LLVMTypeRef t, LLVMValueRef p) {
@@ -132,12 +125,9 @@ static LLVMMetadataRef hint(Cg *c, const char *name, LLVMValueRef v) {
 // !{"llvm.loop.vectorize.enable", i1 vectorize}}.
 static void loop_end_hinted(Cg *c, CgLoop *l, bool vectorize) {
     LLVMValueRef br = loop_latch(c, l);
-    LLVMMetadataRef ops[3];
-    int n = 0;
-    ops[n++] = LLVMTemporaryMDNode(c->ctx, NULL, 0);
-    ops[n++] = hint(c, "llvm.loop.unroll.disable", NULL);
-    ops[n++] = hint(c, "llvm.loop.vectorize.enable", LLVMConstInt(c->i1, vectorize, 0));
-    LLVMMetadataRef loop = LLVMMDNodeInContext2(c->ctx, ops, (size_t)n);
+    LLVMMetadataRef ops[3] = { LLVMTemporaryMDNode(c->ctx, NULL, 0), hint(c, "llvm.loop.unroll.disable", NULL),
+                               hint(c, "llvm.loop.vectorize.enable", LLVMConstInt(c->i1, vectorize, 0)) };
+    LLVMMetadataRef loop = LLVMMDNodeInContext2(c->ctx, ops, 3);
     LLVMMetadataReplaceAllUsesWith(ops[0], loop);
     LLVMSetMetadata(br, LLVMGetMDKindIDInContext(c->ctx, "llvm.loop", 9), LLVMMetadataAsValue(c->ctx, loop));
 }
