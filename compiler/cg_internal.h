@@ -92,6 +92,7 @@ typedef struct Cg {
     LLVMTypeRef         f32, f64, i1, i8, i32, i64, ptr, void_t;
     char               *cpu, *features;   // the target (LLVM messages, disposed at the end)
     bool                avx512;           // prefer 512-bit vectors
+    unsigned            lanes;            // cg_f's constants are vectors of this many floats (0: scalars)
     LLVMValueRef        kernel[CG_N_KERNELS];
     // The kernel being emitted.
     const CgKPlan      *kp;
@@ -114,13 +115,14 @@ typedef struct Cg {
 _Noreturn void cg_bug(Cg *c, const char *fmt, ...) NN_PRINTF(2, 3);
 void cg_set_fn_attrs(Cg *c, LLVMValueRef fn);          // target-cpu, features, vector width
 LLVMValueRef cg_intrinsic(Cg *c, const char *name, LLVMValueRef *args, unsigned n);
-LLVMValueRef cg_f(Cg *c, double v);                    // float constant
+LLVMValueRef cg_f(Cg *c, double v);                    // float constant (a vector of it: c->lanes)
 LLVMValueRef cg_i(Cg *c, int64_t v);                   // i64 constant
 LLVMValueRef cg_gep(Cg *c, LLVMValueRef base, LLVMValueRef idx);   // &base[idx] (floats)
 LLVMValueRef cg_load(Cg *c, LLVMValueRef p);
 LLVMValueRef cg_vload(Cg *c, LLVMTypeRef t, LLVMValueRef p);          // a float or a vector of them
 void         cg_vstore(Cg *c, LLVMValueRef v, LLVMValueRef p);
 LLVMValueRef cg_splat(Cg *c, LLVMTypeRef vt, LLVMValueRef s);         // s in every lane of vt
+LLVMValueRef cg_splat_const(Cg *c, LLVMValueRef s);                  // constant s in each of c->lanes lanes
 void         cg_store(Cg *c, LLVMValueRef v, LLVMValueRef p);
 LLVMValueRef cg_alloca(Cg *c, LLVMTypeRef t, const char *name);
 // Marks a float add/mul as reassociable so that reductions vectorise.
@@ -166,6 +168,9 @@ struct CgGemm {
     // stores what it computes from v). Only the dot-product forms support it.
     void       (*epilogue)(Cg *c, const CgGemm *g, LLVMValueRef i, LLVMValueRef j, LLVMValueRef v);
     NodeId       epi_node;     // for the epilogue: the consumer it computes
+    // Optional: the epilogue of a vector v of consecutive elements of C from
+    // flat index f = i * n + j (rows of n floats, as many rows as fit).
+    void       (*epilogue_vec)(Cg *c, const CgGemm *g, LLVMValueRef f, LLVMValueRef v);
     bool         epi_parallel; // the epilogue loop may be split over threads (cg_parallel)
     LLVMValueRef epi_buf;      // [m][n] buffer where C may be stored before the epilogue
                                // reads it back (NULL: the consumer's own buffer)

@@ -62,11 +62,11 @@ static LLVMValueRef elem_offset(Cg *c, NodeId id, const Iter *it) {
 static LLVMValueRef scalar_arg(Cg *c, const Node *nd) {
     switch ((IrScalarArg)nd->imm) {
     case IR_ARG_LR:
-        return c->lr ? c->lr : cg_f(c, 0);
+        return c->lr ? c->lr : LLVMConstReal(c->f32, 0);
     case IR_ARG_STEP:
-        return c->step ? c->step : cg_f(c, 1);
+        return c->step ? c->step : LLVMConstReal(c->f32, 1);
     case IR_ARG_INV_BATCH:
-        return c->inv_batch ? c->inv_batch : cg_f(c, 1);
+        return c->inv_batch ? c->inv_batch : LLVMConstReal(c->f32, 1);
     }
     cg_bug(c, "unknown scalar argument %g", nd->imm);
 }
@@ -121,6 +121,11 @@ static LLVMValueRef fmuladd(Cg *c, LLVMValueRef a, LLVMValueRef b, LLVMValueRef 
 // Estrin's form: a sigmoid layer at batch 1 waits on this chain, so its depth
 // (about 40 cycles, against 70 for Horner's form in separate operations) is
 // the tiny nets' step time.
+static LLVMValueRef int_const(Cg *c, int v) {
+    LLVMValueRef s = LLVMConstInt(c->i32, (unsigned)v, 1);
+    return c->lanes ? cg_splat_const(c, s) : s;
+}
+
 static LLVMValueRef cg_exp(Cg *c, LLVMValueRef x) {
     const double hi = 88.72283905206835, lo = -87.3365478515625;   // ln FLT_MAX, ln FLT_MIN
     LLVMValueRef xc = sel(c, fcmp(c, LLVMRealOGT, x, cg_f(c, hi)), cg_f(c, hi), x);
@@ -139,10 +144,10 @@ static LLVMValueRef cg_exp(Cg *c, LLVMValueRef x) {
     LLVMValueRef p45 = fmuladd(c, cg_f(c, coef[4]), r, cg_f(c, coef[5]));
     LLVMValueRef p = fmuladd(c, p01, r4, fmuladd(c, p23, r2, p45));
     p = fadd(c, fmuladd(c, p, r2, r), cg_f(c, 1));
-    LLVMValueRef n = LLVMBuildFPToSI(c->b, fx, c->i32, "");
-    LLVMValueRef bits = LLVMBuildShl(c->b, LLVMBuildAdd(c->b, n, LLVMConstInt(c->i32, 127, 0), ""),
-                                     LLVMConstInt(c->i32, 23, 0), "");
-    LLVMValueRef res = fmul(c, p, LLVMBuildBitCast(c->b, bits, c->f32, ""));
+    LLVMTypeRef i32 = c->lanes ? LLVMVectorType(c->i32, c->lanes) : c->i32;
+    LLVMValueRef n = LLVMBuildFPToSI(c->b, fx, i32, "");
+    LLVMValueRef bits = LLVMBuildShl(c->b, LLVMBuildAdd(c->b, n, int_const(c, 127), ""), int_const(c, 23), "");
+    LLVMValueRef res = fmul(c, p, LLVMBuildBitCast(c->b, bits, LLVMTypeOf(p), ""));
     res = sel(c, fcmp(c, LLVMRealOGT, x, cg_f(c, hi)), cg_f(c, INFINITY), res);
     res = sel(c, fcmp(c, LLVMRealOLT, x, cg_f(c, lo)), cg_f(c, 0), res);
     return sel(c, fcmp(c, LLVMRealUNO, x, x), x, res);
@@ -254,6 +259,27 @@ static LLVMValueRef emit_binary(Cg *c, const Node *nd, LLVMValueRef a, LLVMValue
 
 static LLVMValueRef cg_value(Cg *c, NodeId id, const Iter *it);
 
+// In a vector epilogue (c->lanes floats from flat index it->flat_ix over
+// [batch][row], lanes_ok): node id's values there. A per-sample buffer is
+// read in place; a parameter of one row (a bias) is that row repeated; a
+// single value is broadcast.
+static LLVMValueRef lanes_load(Cg *c, NodeId id, const Iter *it) {
+    const Node *nd = node(c, id);
+    int64_t numel = ir_numel(nd->shape);
+    LLVMTypeRef vt = LLVMVectorType(c->f32, c->lanes);
+    if (nd->flags & IR_F_BATCH)
+        return cg_vload(c, vt, cg_gep(c, c->base[id], it->flat_ix));
+    if (numel == 1)
+        return cg_splat(c, vt, cg_load(c, c->base[id]));
+    LLVMValueRef row = cg_vload(c, LLVMVectorType(c->f32, (unsigned)numel), c->base[id]);
+    if (numel == c->lanes)
+        return row;
+    LLVMValueRef mask[64];
+    for (unsigned l = 0; l < c->lanes; l++)
+        mask[l] = LLVMConstInt(c->i32, l % (unsigned)numel, 0);
+    return LLVMBuildShuffleVector(c->b, row, LLVMGetPoison(LLVMTypeOf(row)), LLVMConstVector(mask, c->lanes), "");
+}
+
 // Node id's own operation at the iteration's index (elementwise nodes).
 static LLVMValueRef elem_compute(Cg *c, NodeId id, const Iter *it) {
     const Node *nd = node(c, id);
@@ -283,9 +309,11 @@ static LLVMValueRef cg_value(Cg *c, NodeId id, const Iter *it) {
     if (nd->op == IR_CONST)
         return cg_f(c, nd->imm);
     if (nd->op == IR_SCALAR_ARG)
-        return scalar_arg(c, nd);
+        return c->lanes ? cg_splat(c, LLVMVectorType(c->f32, c->lanes), scalar_arg(c, nd)) : scalar_arg(c, nd);
     if (!c->base[id])
         cg_bug(c, "node %%%u (%s) has no buffer", id, ir_op_info[nd->op].name);
+    if (c->lanes)
+        return lanes_load(c, id, it);
     return cg_load(c, cg_gep(c, c->base[id], elem_offset(c, id, it)));
 }
 
@@ -365,6 +393,46 @@ static void epilogue_store(Cg *c, const CgGemm *g, LLVMValueRef i, LLVMValueRef 
     cg_store(c, r, cg_gep(c, c->base[id], elem_offset(c, id, &it)));
 }
 
+// The same over the vector v of C's elements from flat index f (rows of the
+// layer's n outputs, lanes_ok): the whole elementwise chain on vectors.
+static void epilogue_store_lanes(Cg *c, const CgGemm *g, LLVMValueRef f, LLVMValueRef v) {
+    NodeId id = g->epi_node;
+    Iter it = { .is = node(c, id)->shape, .flat = true, .collapsed = true, .flat_ix = f };
+    c->lanes = LLVMGetVectorSize(LLVMTypeOf(v));
+    c->epi_value = v;
+    LLVMValueRef r = elem_compute(c, id, &it);
+    c->epi_value = NULL;
+    c->lanes = 0;
+    cg_vstore(c, r, cg_gep(c, c->base[id], f));
+}
+
+// Can the epilogue of `id`, a layer of n outputs, run on vectors spanning
+// several samples (lanes_load)? Every buffer it reads is per sample with n
+// elements, or a parameter of n elements or of one.
+static bool lanes_ok(Cg *c, NodeId id, int64_t n) {
+    NodeId stack[64 * 3];
+    int sp = 0;
+    stack[sp++] = id;
+    while (sp > 0) {
+        NodeId v = stack[--sp];
+        const Node *nd = node(c, v);
+        if (v == id || (c->kp->storage[v] == CG_ST_INLINE && nd->op != IR_MATMUL)) {
+            for (int i = 0; i < nd->n_args; i++) {
+                if (sp >= (int)NN_COUNTOF(stack))
+                    return false;
+                stack[sp++] = nd->arg[i];
+            }
+            continue;
+        }
+        if (nd->op == IR_CONST || nd->op == IR_SCALAR_ARG || c->kp->storage[v] == CG_ST_INLINE)
+            continue;
+        int64_t numel = ir_numel(nd->shape);
+        if (nd->flags & IR_F_BATCH ? numel != n : numel != 1 && numel != n)
+            return false;
+    }
+    return true;
+}
+
 // W @ x and the elementwise chain over it (bias, activation) as one GEMM:
 // C[b][i] = sum_p X[b][p] W[i][p], each finished C[b][i] through the chain.
 static void emit_matmul_epilogue(Cg *c, NodeId id, NodeId mm) {
@@ -376,6 +444,8 @@ static void emit_matmul_epilogue(Cg *c, NodeId id, NodeId mm) {
     CgGemm g = { .m = c->batch, .n = cg_i(c, M), .k = cg_i(c, K), .a = c->base[x], .b = c->base[w],
                  .a_rs = K, .a_cs = 1, .b_rs = 1, .b_cs = K, .c_rs = M,
                  .epilogue = epilogue_store, .epi_node = id, .epi_parallel = true };
+    if (lanes_ok(c, id, M))
+        g.epilogue_vec = epilogue_store_lanes;
     cg_emit_matmul(c, &g);
 }
 

@@ -584,6 +584,38 @@ typedef struct EpiArg {
     int64_t       ldc;
 } EpiArg;
 
+// Rows narrower than a vector (a tiny layer: 4 units) left LLVM one row at a
+// time, each row a vector of n lanes, so a layer of 4 tanh units at batch 4
+// cost 4 passes through the exp on 4 lanes. With epilogue_vec, rows of n
+// floats (n dividing the vector length) are taken together as vectors of
+// `lanes` consecutive floats of C: one pass on 16 lanes. 0: not this way.
+static int epilogue_lanes(Cg *c, const CgGemm *g, int64_t ldc) {
+    int64_t n, m;
+    int lanes = vec_len(c);
+    if (!g->epilogue_vec || c->nc->opt.opt_level < 2 || !const_of(g->n, &n) || n != ldc || n >= lanes ||
+        lanes % n != 0)
+        return 0;
+    if (const_of(g->m, &m))   // fewer rows than a vector: the vector of them all
+        while (lanes / 2 >= n && lanes / 2 >= m * n)
+            lanes /= 2;
+    return lanes > n ? lanes : 0;
+}
+
+// The vectors of epilogue_lanes over rows [begin, end); returns the first row
+// left (fewer rows than a vector holds).
+static LLVMValueRef epilogue_vectors(Cg *c, const CgGemm *g, LLVMValueRef cbuf, int lanes, LLVMValueRef begin,
+                                     LLVMValueRef end) {
+    int64_t n = LLVMConstIntGetSExtValue(g->n);   // a constant (epilogue_lanes)
+    int64_t rows = lanes / n;
+    LLVMValueRef count = LLVMBuildSDiv(c->b, LLVMBuildSub(c->b, end, begin, ""), cg_i(c, rows), "");
+    CgLoop l;
+    LLVMValueRef q = cg_loop_begin(c, &l, count, "se.v");
+    LLVMValueRef f = LLVMBuildAdd(c->b, mul_i(c, begin, n), mul_i(c, q, lanes), "");
+    g->epilogue_vec(c, g, f, cg_vload(c, LLVMVectorType(c->f32, (unsigned)lanes), cg_gep(c, cbuf, f)));
+    cg_loop_end(c, &l);
+    return LLVMBuildAdd(c->b, begin, mul_i(c, count, rows), "");
+}
+
 // C is the epilogue node's buffer or epi_buf (epilogue_buffer): named by node,
 // so that a body emitted elsewhere (cg_parallel) finds its own pointer.
 static void epilogue_rows(Cg *c, LLVMValueRef begin, LLVMValueRef end, void *arg) {
@@ -591,6 +623,9 @@ static void epilogue_rows(Cg *c, LLVMValueRef begin, LLVMValueRef end, void *arg
     const CgGemm *g = ea->g;
     LLVMValueRef cbuf = c->base[g->epi_buf ? g->epi_buf_node : g->epi_node];
     CgLoop li, lj;
+    int lanes = epilogue_lanes(c, g, ea->ldc);
+    if (lanes)
+        begin = epilogue_vectors(c, g, cbuf, lanes, begin, end);
     LLVMValueRef i = LLVMBuildAdd(c->b, begin, cg_loop_begin(c, &li, LLVMBuildSub(c->b, end, begin, ""), "se.i"), "");
     LLVMValueRef j = cg_loop_begin(c, &lj, g->n, "se.j");
     LLVMValueRef v = cg_load(c, cg_gep(c, cbuf, LLVMBuildAdd(c->b, mul_i(c, i, ea->ldc), j, "")));

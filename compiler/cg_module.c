@@ -54,7 +54,20 @@ LLVMValueRef cg_intrinsic(Cg *c, const char *name, LLVMValueRef *args, unsigned 
     return LLVMBuildCall2(c->b, ft, fn, args, n, "");
 }
 
-LLVMValueRef cg_f(Cg *c, double v) { return LLVMConstReal(c->f32, v); }
+// While c->lanes is set (a vector epilogue, cg_kernel.c), the elementwise
+// math's constants are vectors, so that the same code emits either form.
+LLVMValueRef cg_f(Cg *c, double v) {
+    LLVMValueRef s = LLVMConstReal(c->f32, v);
+    return c->lanes ? cg_splat_const(c, s) : s;
+}
+
+LLVMValueRef cg_splat_const(Cg *c, LLVMValueRef s) {
+    LLVMValueRef lanes[64];
+    NN_ASSERT(c->lanes >= 1 && c->lanes <= NN_COUNTOF(lanes));
+    for (unsigned i = 0; i < c->lanes; i++)
+        lanes[i] = s;
+    return LLVMConstVector(lanes, c->lanes);
+}
 LLVMValueRef cg_i(Cg *c, int64_t v) { return LLVMConstInt(c->i64, (unsigned long long)v, 1); }
 
 LLVMValueRef cg_gep(Cg *c, LLVMValueRef base, LLVMValueRef idx) {
