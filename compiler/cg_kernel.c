@@ -274,9 +274,7 @@ static LLVMValueRef lanes_load(Cg *c, NodeId id, const Iter *it) {
     if (numel == 1)
         return cg_splat(c, vt, cg_load(c, c->base[id]));
     LLVMValueRef row = cg_vload(c, LLVMVectorType(c->f32, (unsigned)numel), c->base[id]);
-    if (numel == c->lanes)
-        return row;
-    LLVMValueRef mask[64];
+    LLVMValueRef mask[64];   // numel divides c->lanes (epilogue_lanes)
     for (unsigned l = 0; l < c->lanes; l++)
         mask[l] = LLVMConstInt(c->i32, l % (unsigned)numel, 0);
     return LLVMBuildShuffleVector(c->b, row, LLVMGetPoison(LLVMTypeOf(row)), LLVMConstVector(mask, c->lanes), "");
