@@ -317,31 +317,60 @@ static LLVMValueRef cg_value(Cg *c, NodeId id, const Iter *it) {
     return cg_load(c, cg_gep(c, c->base[id], elem_offset(c, id, it)));
 }
 
-// Can the fused tree under `id` (id itself included) be indexed by one flat
-// index over `is`? And over batch * numel(is) (every buffer per sample)?
-static void analyse_tree(Cg *c, NodeId id, Shape is, bool *flat, bool *collapse) {
+// Walks the fused tree under `id` through its inline nodes (and through id
+// itself when from_root), calling leaf on each node read from a buffer; an
+// inline product (an epilogue's, whose value is given) is not walked into.
+// False when a leaf says no or the tree is deeper than the walk's stack.
+typedef bool (*LeafFn)(Cg *c, const Node *nd, void *arg);
+static bool each_leaf(Cg *c, NodeId id, bool from_root, LeafFn leaf, void *arg) {
     NodeId stack[64 * 3];
     int n = 0;
     stack[n++] = id;
     while (n > 0) {
         NodeId v = stack[--n];
         const Node *nd = node(c, v);
-        if (c->kp->storage[v] == CG_ST_INLINE) {
-            for (int i = 0; i < nd->n_args && n < (int)NN_COUNTOF(stack); i++)
+        bool is_inline = c->kp->storage[v] == CG_ST_INLINE;
+        if (is_inline && nd->op == IR_MATMUL)
+            continue;
+        if (is_inline || (v == id && from_root)) {
+            for (int i = 0; i < nd->n_args; i++) {
+                if (n >= (int)NN_COUNTOF(stack))
+                    return false;
                 stack[n++] = nd->arg[i];
-            if (n >= (int)NN_COUNTOF(stack) - 3)
-                *flat = *collapse = false;
+            }
             continue;
         }
-        if (nd->op == IR_CONST || nd->op == IR_SCALAR_ARG)
-            continue;
-        int64_t numel = ir_numel(nd->shape);
-        bool same = ir_shape_eq(nd->shape, is);
-        if (!same && numel != 1)
-            *flat = false;
-        if (nd->flags & IR_F_BATCH ? !same : numel != 1)
-            *collapse = false;
+        if (nd->op != IR_CONST && nd->op != IR_SCALAR_ARG && !leaf(c, nd, arg))
+            return false;
     }
+    return true;
+}
+
+typedef struct TreeShape {
+    Shape is;
+    bool  flat, collapse;
+} TreeShape;
+
+static bool shape_leaf(Cg *c, const Node *nd, void *arg) {
+    (void)c;
+    TreeShape *t = arg;
+    int64_t numel = ir_numel(nd->shape);
+    bool same = ir_shape_eq(nd->shape, t->is);
+    if (!same && numel != 1)
+        t->flat = false;
+    if (nd->flags & IR_F_BATCH ? !same : numel != 1)
+        t->collapse = false;
+    return true;
+}
+
+// Can the fused tree under `id` (id itself included) be indexed by one flat
+// index over `is`? And over batch * numel(is) (every buffer per sample)?
+static void analyse_tree(Cg *c, NodeId id, Shape is, bool *flat, bool *collapse) {
+    TreeShape t = { is, *flat, *collapse };
+    if (!each_leaf(c, id, false, shape_leaf, &t))
+        t.flat = t.collapse = false;
+    *flat = t.flat;
+    *collapse = t.collapse;
 }
 
 static LLVMValueRef loop_n(Cg *c, CgLoop *l, int64_t n, const char *name) {
@@ -409,29 +438,13 @@ static void epilogue_store_lanes(Cg *c, const CgGemm *g, LLVMValueRef f, LLVMVal
 // Can the epilogue of `id`, a layer of n outputs, run on vectors spanning
 // several samples (lanes_load)? Every buffer it reads is per sample with n
 // elements, or a parameter of n elements or of one.
-static bool lanes_ok(Cg *c, NodeId id, int64_t n) {
-    NodeId stack[64 * 3];
-    int sp = 0;
-    stack[sp++] = id;
-    while (sp > 0) {
-        NodeId v = stack[--sp];
-        const Node *nd = node(c, v);
-        if (v == id || (c->kp->storage[v] == CG_ST_INLINE && nd->op != IR_MATMUL)) {
-            for (int i = 0; i < nd->n_args; i++) {
-                if (sp >= (int)NN_COUNTOF(stack))
-                    return false;
-                stack[sp++] = nd->arg[i];
-            }
-            continue;
-        }
-        if (nd->op == IR_CONST || nd->op == IR_SCALAR_ARG || c->kp->storage[v] == CG_ST_INLINE)
-            continue;
-        int64_t numel = ir_numel(nd->shape);
-        if (nd->flags & IR_F_BATCH ? numel != n : numel != 1 && numel != n)
-            return false;
-    }
-    return true;
+static bool lanes_leaf(Cg *c, const Node *nd, void *arg) {
+    (void)c;
+    int64_t n = *(const int64_t *)arg, numel = ir_numel(nd->shape);
+    return nd->flags & IR_F_BATCH ? numel == n : numel == 1 || numel == n;
 }
+
+static bool lanes_ok(Cg *c, NodeId id, int64_t n) { return each_leaf(c, id, true, lanes_leaf, &n); }
 
 // W @ x and the elementwise chain over it (bias, activation) as one GEMM:
 // C[b][i] = sum_p X[b][p] W[i][p], each finished C[b][i] through the chain.
