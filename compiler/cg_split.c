@@ -93,6 +93,22 @@ static void *compile_part(void *arg) {
     return NULL;
 }
 
+// second[i]: whether function i (of those with a body, in module order) goes
+// to the second part. Largest first, each to the part with fewer
+// instructions so far (size[i] is zeroed once dealt).
+static void deal(unsigned *size, unsigned n, bool *second) {
+    unsigned part[2] = { 0, 0 };
+    for (unsigned round = 0; round < n; round++) {
+        unsigned best = 0;
+        for (unsigned i = 1; i < n; i++)
+            if (size[i] > size[best])
+                best = i;
+        second[best] = part[1] < part[0];
+        part[second[best]] += size[best];
+        size[best] = 0;
+    }
+}
+
 // The functions of the second part: a copy of the module keeps their bodies
 // and declares everything else; c->mod loses their bodies.
 static LLVMModuleRef take_second_part(Cg *c, const bool *second, unsigned n_fns) {
@@ -119,29 +135,17 @@ static LLVMModuleRef take_second_part(Cg *c, const bool *second, unsigned n_fns)
 // splitting, half of it to obj1 (*split set). False on an error (printed).
 bool cg_emit_split(Cg *c, const char *obj0, const char *obj1, bool *split) {
     *split = false;
-    unsigned n_fns = 0, total = 0;
+    unsigned n_fns = 0, total = 0, k = 0;
+    for (LLVMValueRef f = LLVMGetFirstFunction(c->mod); f; f = LLVMGetNextFunction(f))
+        n_fns += !LLVMIsDeclaration(f);
+    unsigned *size = nn_alloc_array(&c->nc->arena, n_fns, sizeof *size);
     for (LLVMValueRef f = LLVMGetFirstFunction(c->mod); f; f = LLVMGetNextFunction(f))
         if (!LLVMIsDeclaration(f))
-            n_fns++, total += count_instructions(f);
+            total += size[k++] = count_instructions(f);
     if (total < SPLIT_MIN_INSTRUCTIONS || n_fns < 2)
         return cg_emit_object(c, obj0);
-    // Largest first, each to the smaller part.
-    unsigned *size = nn_alloc_array(&c->nc->arena, n_fns, sizeof *size);
     bool *second = nn_alloc_array(&c->nc->arena, n_fns, sizeof *second);
-    bool *done = nn_alloc_array(&c->nc->arena, n_fns, sizeof *done);
-    unsigned k = 0, part[2] = { 0, 0 };
-    for (LLVMValueRef f = LLVMGetFirstFunction(c->mod); f; f = LLVMGetNextFunction(f))
-        if (!LLVMIsDeclaration(f))
-            size[k++] = count_instructions(f);
-    for (unsigned round = 0; round < n_fns; round++) {
-        unsigned best = n_fns;
-        for (unsigned i = 0; i < n_fns; i++)
-            if (!done[i] && (best == n_fns || size[i] > size[best]))
-                best = i;
-        done[best] = true;
-        second[best] = part[1] < part[0];
-        part[second[best]] += size[best];
-    }
+    deal(size, n_fns, second);
     unsigned n_named = 0;
     for (LLVMValueRef f = LLVMGetFirstFunction(c->mod); f; f = LLVMGetNextFunction(f))
         if (!LLVMIsDeclaration(f))
