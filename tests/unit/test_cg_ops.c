@@ -203,8 +203,10 @@ Test(cg, small_batch_copies_agree_with_the_interpreter) {
 // activation run on vectors spanning several samples (cg_matmul.c,
 // epilogue_lanes), the bias repeated across the lanes, the samples left over
 // one row at a time; the small-batch copies and the general body, with
-// vectors of 16 and (AVX2) 8 lanes. Layer b's epilogue also reads a value
-// per sample (mean(x)), which keeps it one row at a time (lanes_ok).
+// vectors of 16 and (AVX2) 8 lanes; layer d's epilogue calls log, sin and
+// cos (on vectors: LLVM calls the scalar functions lane by lane). Layer b's
+// epilogue also reads a value per sample (mean(x)), which keeps it one row
+// at a time (lanes_ok).
 Test(cg, narrow_layers_as_vectors_across_samples) {
     static const size_t batches[] = { 1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 33 };
     static const char *cpus[] = { NULL, "x86-64-v3" };
@@ -214,7 +216,9 @@ Test(cg, narrow_layers_as_vectors_across_samples) {
         cgt_build(&t, "model narrow { input x[3]; target y[1];\n"
                       "param w[4, 8] = uniform(-1, 1); param v[4] = uniform(-1, 1);\n"
                       "a = dense(x, 8, tanh); b = sigmoid(w @ a + v + mean(x)); c = dense(b, 2, softplus);\n"
-                      "o = dense(c, 1, tanh);\n"
+                      "param u[2, 2] = uniform(-1, 1); param k[2] = uniform(-1, 1);\n"
+                      "d = log(2 + sin(u @ c + k)) * cos(k) + leaky_relu(u @ c, 0.1);\n"
+                      "o = dense(d, 1, tanh);\n"
                       "output o; loss mse(o, y); train sgd(lr = 0.5); }");
         for (size_t i = 0; i < NN_COUNTOF(batches); i++)
             cgt_compare(&t, batches[i], -2.0f, 2.0f);
