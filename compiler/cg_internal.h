@@ -92,7 +92,6 @@ typedef struct Cg {
     LLVMTypeRef         f32, f64, i1, i8, i32, i64, ptr, void_t;
     char               *cpu, *features;   // the target (LLVM messages, disposed at the end)
     bool                avx512;           // prefer 512-bit vectors
-    LLVMCodeGenOptLevel level;            // of the target machine
     unsigned            lanes;            // cg_f's constants are vectors of this many floats (0: scalars)
     LLVMValueRef        kernel[CG_N_KERNELS];
     // The kernel being emitted.
@@ -139,11 +138,6 @@ LLVMValueRef cg_loop_begin(Cg *c, CgLoop *l, LLVMValueRef n, const char *name);
 void         cg_loop_end(Cg *c, CgLoop *l);
 void         cg_loop_end_plain(Cg *c, CgLoop *l);   // not vectorised nor unrolled (its inner loops are)
 void         cg_loop_end_vector(Cg *c, CgLoop *l);  // vectorised, not unrolled into scalar code first
-
-// ---- cg_module.c / cg_split.c: object code
-bool cg_emit_object(Cg *c, const char *file);   // c->mod's object code (false: error printed)
-void cg_llvm_diagnostic(LLVMDiagnosticInfoRef info, void *arg);
-bool cg_emit_split(Cg *c, const char *obj0, const char *obj1, bool *split);
 
 // ---- cg_kernel.c
 void cg_emit_kernels(Cg *c);

@@ -214,7 +214,6 @@ static bool make_target(Cg *c) {
     static const LLVMCodeGenOptLevel levels[] = { LLVMCodeGenLevelNone, LLVMCodeGenLevelLess,
                                                   LLVMCodeGenLevelDefault, LLVMCodeGenLevelAggressive };
     int o = c->nc->opt.opt_level < 0 ? 0 : c->nc->opt.opt_level > 3 ? 3 : c->nc->opt.opt_level;
-    c->level = levels[o];
     c->tm = LLVMCreateTargetMachine(target, triple, c->cpu, c->features, levels[o], LLVMRelocPIC,
                                     LLVMCodeModelDefault);
     LLVMSetTarget(c->mod, triple);
@@ -501,8 +500,6 @@ static bool emit_file(Cg *c, const char *file, LLVMCodeGenFileType kind) {
     return true;
 }
 
-bool cg_emit_object(Cg *c, const char *file) { return emit_file(c, file, LLVMObjectFile); }
-
 static bool write_machine(Cg *c, const char *path, LLVMCodeGenFileType kind) {
     char *tmp = temp_beside(c, path, "");
     if (!tmp)
@@ -543,8 +540,7 @@ static const char *find_runtime(Cg *c) {
     return NULL;
 }
 
-// obj1 may be NULL (the module compiled in one piece).
-static bool link_shared(Cg *c, const char *obj0, const char *obj1, const char *out) {
+static bool link_shared(Cg *c, const char *obj, const char *out) {
     const char *rt = find_runtime(c);
     if (!rt) {
         fprintf(c->nc->diag.out, "nnc: error: cannot find the runtime libnnrt.a (set NNC_RUNTIME)\n");
@@ -557,14 +553,8 @@ static bool link_shared(Cg *c, const char *obj0, const char *obj1, const char *o
     const char *cc = getenv("NNC_CC");
     if (!cc || !cc[0])
         cc = "cc";
-    char *argv[16];
-    int n = 0;
-    const char *args[] = { cc, "-shared", "-o", tmp, obj0, obj1, rt, "-Wl,--as-needed", "-lcjson", "-lz", "-lm",
-                           "-lpthread" };
-    for (size_t i = 0; i < NN_COUNTOF(args); i++)
-        if (args[i])
-            argv[n++] = (char *)args[i];
-    argv[n] = NULL;
+    char *argv[] = { (char *)cc, "-shared", "-o", tmp, (char *)obj, (char *)rt, "-Wl,--as-needed",
+                     "-lcjson", "-lz", "-lm", "-lpthread", NULL };
     pid_t pid;
     int rc = posix_spawnp(&pid, cc, NULL, NULL, argv, environ);
     int status = 0;
@@ -602,20 +592,15 @@ static bool write_outputs(Cg *c) {
     case EMIT_SO:
     default: {
         out = out ? out : nn_format(&c->nc->arena, "%s.so", c->m->name);
-        char obj0[] = "/tmp/nnc-XXXXXX.o", obj1[] = "/tmp/nnc-XXXXXX.o";
-        int fd0 = mkstemps(obj0, 2), fd1 = fd0 < 0 ? -1 : mkstemps(obj1, 2);
-        if (fd0 < 0 || fd1 < 0) {
+        char obj[] = "/tmp/nnc-XXXXXX.o";
+        int fd = mkstemps(obj, 2);
+        if (fd < 0) {
             fprintf(c->nc->diag.out, "nnc: error: cannot create a temporary file: %s\n", strerror(errno));
-            if (fd0 >= 0)
-                close(fd0), unlink(obj0);
             return false;
         }
-        close(fd0);
-        close(fd1);
-        bool split;
-        bool ok = cg_emit_split(c, obj0, obj1, &split) && link_shared(c, obj0, split ? obj1 : NULL, out);
-        unlink(obj0);
-        unlink(obj1);
+        close(fd);
+        bool ok = emit_file(c, obj, LLVMObjectFile) && link_shared(c, obj, out);
+        unlink(obj);
         return ok && cg_write_header(c->nc, c->m, header_path(c, out));
     }
     }
@@ -625,7 +610,7 @@ static bool write_outputs(Cg *c) {
 // model: its optimisation warnings and remarks (a loop marked for the
 // vectoriser that it could not vectorise) are dropped; an error is printed
 // as nnc's internal error (the emitter then fails and says so).
-void cg_llvm_diagnostic(LLVMDiagnosticInfoRef info, void *arg) {
+static void llvm_diagnostic(LLVMDiagnosticInfoRef info, void *arg) {
     (void)arg;
     if (LLVMGetDiagInfoSeverity(info) != LLVMDSError)
         return;
@@ -639,7 +624,7 @@ int cg_compile(NnCtx *nc, const Model *m) {
     Cg c = { .nc = nc, .m = m, .g = m->g };
     cg_plan(&nc->arena, m, nc->opt.opt_level, &c.plan);
     c.ctx = LLVMContextCreate();
-    LLVMContextSetDiagnosticHandler(c.ctx, cg_llvm_diagnostic, NULL);
+    LLVMContextSetDiagnosticHandler(c.ctx, llvm_diagnostic, NULL);
     c.mod = LLVMModuleCreateWithNameInContext(m->name, c.ctx);
     c.b = LLVMCreateBuilderInContext(c.ctx);
     c.ab = LLVMCreateBuilderInContext(c.ctx);
