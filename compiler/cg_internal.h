@@ -113,6 +113,11 @@ typedef struct Cg {
 } Cg;
 
 _Noreturn void cg_bug(Cg *c, const char *fmt, ...) NN_PRINTF(2, 3);
+bool cg_optimise(Cg *c);                               // LLVM's passes (default<On>)
+bool cg_emit_file(Cg *c, const char *file, LLVMCodeGenFileType kind);   // object code or assembly
+
+// ---- cg_fork.c: a library's passes and object code in two processes
+bool cg_emit_library_objects(Cg *c, const char *obj0, const char *obj1, bool *split);
 void cg_set_fn_attrs(Cg *c, LLVMValueRef fn);          // target-cpu, features, vector width
 LLVMValueRef cg_intrinsic(Cg *c, const char *name, LLVMValueRef *args, unsigned n);
 LLVMValueRef cg_f(Cg *c, double v);                    // float constant (a vector of it: c->lanes)

@@ -7,8 +7,9 @@
 // ABI.md §2 as thin wrappers around the runtime's generic nnrt_* functions,
 // and nnc_model_entry(). Only those wrappers and the entry have default
 // visibility. Order: plan, emit, verify (a failure is our bug: the module is
-// dumped), optimise with the new pass manager (default<On>), write to a
-// temporary file and rename. Every LLVM object and message is disposed of.
+// dumped), optimise with the new pass manager (default<On>; a library's
+// kernels in two processes, cg_fork.c), write to a temporary file and
+// rename. Every LLVM object and message is disposed of.
 #include <errno.h>
 #include <spawn.h>
 #include <stdlib.h>
@@ -427,7 +428,7 @@ static void verify(Cg *c) {
     LLVMDisposeMessage(msg);
 }
 
-static bool optimise(Cg *c) {
+bool cg_optimise(Cg *c) {
     int o = c->nc->opt.opt_level < 0 ? 0 : c->nc->opt.opt_level > 3 ? 3 : c->nc->opt.opt_level;
     char passes[32];
     snprintf(passes, sizeof passes, "default<O%d>", o);
@@ -490,7 +491,7 @@ static bool write_text(Cg *c, const char *path) {
     return ok;
 }
 
-static bool emit_file(Cg *c, const char *file, LLVMCodeGenFileType kind) {
+bool cg_emit_file(Cg *c, const char *file, LLVMCodeGenFileType kind) {
     char *err = NULL;
     if (LLVMTargetMachineEmitToFile(c->tm, c->mod, file, kind, &err)) {
         fprintf(c->nc->diag.out, "nnc: error: cannot write '%s': %s\n", file, err);
@@ -504,7 +505,7 @@ static bool write_machine(Cg *c, const char *path, LLVMCodeGenFileType kind) {
     char *tmp = temp_beside(c, path, "");
     if (!tmp)
         return false;
-    if (!emit_file(c, tmp, kind)) {
+    if (!cg_emit_file(c, tmp, kind)) {
         unlink(tmp);
         return false;
     }
@@ -540,7 +541,8 @@ static const char *find_runtime(Cg *c) {
     return NULL;
 }
 
-static bool link_shared(Cg *c, const char *obj, const char *out) {
+// Links obj and, unless NULL, obj2 with the runtime into the library out.
+static bool link_shared(Cg *c, const char *obj, const char *obj2, const char *out) {
     const char *rt = find_runtime(c);
     if (!rt) {
         fprintf(c->nc->diag.out, "nnc: error: cannot find the runtime libnnrt.a (set NNC_RUNTIME)\n");
@@ -553,8 +555,14 @@ static bool link_shared(Cg *c, const char *obj, const char *out) {
     const char *cc = getenv("NNC_CC");
     if (!cc || !cc[0])
         cc = "cc";
-    char *argv[] = { (char *)cc, "-shared", "-o", tmp, (char *)obj, (char *)rt, "-Wl,--as-needed",
-                     "-lcjson", "-lz", "-lm", "-lpthread", NULL };
+    char *argv[16] = { (char *)cc, "-shared", "-o", tmp, (char *)obj };
+    size_t k = 5;
+    if (obj2)
+        argv[k++] = (char *)obj2;
+    const char *libs[] = { rt, "-Wl,--as-needed", "-lcjson", "-lz", "-lm", "-lpthread" };
+    for (size_t i = 0; i < NN_COUNTOF(libs); i++)
+        argv[k++] = (char *)libs[i];
+    argv[k] = NULL;
     pid_t pid;
     int rc = posix_spawnp(&pid, cc, NULL, NULL, argv, environ);
     int status = 0;
@@ -578,31 +586,48 @@ static const char *header_path(Cg *c, const char *out) {
     return nn_format(&c->nc->arena, "%.*s.h", (int)stem, out);
 }
 
+// A temporary object file's name in /tmp (created empty), or NULL.
+static char *temp_object(Cg *c) {
+    char *obj = nn_format(&c->nc->arena, "/tmp/nnc-XXXXXX.o");
+    int fd = mkstemps(obj, 2);
+    if (fd < 0) {
+        fprintf(c->nc->diag.out, "nnc: error: cannot create a temporary file: %s\n", strerror(errno));
+        return NULL;
+    }
+    close(fd);
+    return obj;
+}
+
+// The shared library: optimised and compiled to one or two objects
+// (cg_fork.c), linked with the runtime; then the header.
+static bool write_library(Cg *c, const char *out) {
+    char *obj0 = temp_object(c), *obj1 = obj0 ? temp_object(c) : NULL;
+    bool split = false;
+    bool ok = obj1 && cg_emit_library_objects(c, obj0, obj1, &split) &&
+              link_shared(c, obj0, split ? obj1 : NULL, out);
+    if (obj0)
+        unlink(obj0);
+    if (obj1)
+        unlink(obj1);
+    return ok && cg_write_header(c->nc, c->m, header_path(c, out));
+}
+
 static bool write_outputs(Cg *c) {
     const Options *o = &c->nc->opt;
     const char *out = o->output;
     switch (o->emit) {
     case EMIT_LLVM:
-        return write_text(c, out);
+        return cg_optimise(c) && write_text(c, out);
     case EMIT_ASM:
-        return write_machine(c, out ? out : nn_format(&c->nc->arena, "%s.s", c->m->name), LLVMAssemblyFile);
+        out = out ? out : nn_format(&c->nc->arena, "%s.s", c->m->name);
+        return cg_optimise(c) && write_machine(c, out, LLVMAssemblyFile);
     case EMIT_OBJ:
         out = out ? out : nn_format(&c->nc->arena, "%s.o", c->m->name);
-        return write_machine(c, out, LLVMObjectFile) && cg_write_header(c->nc, c->m, header_path(c, out));
+        return cg_optimise(c) && write_machine(c, out, LLVMObjectFile) &&
+               cg_write_header(c->nc, c->m, header_path(c, out));
     case EMIT_SO:
-    default: {
-        out = out ? out : nn_format(&c->nc->arena, "%s.so", c->m->name);
-        char obj[] = "/tmp/nnc-XXXXXX.o";
-        int fd = mkstemps(obj, 2);
-        if (fd < 0) {
-            fprintf(c->nc->diag.out, "nnc: error: cannot create a temporary file: %s\n", strerror(errno));
-            return false;
-        }
-        close(fd);
-        bool ok = emit_file(c, obj, LLVMObjectFile) && link_shared(c, obj, out);
-        unlink(obj);
-        return ok && cg_write_header(c->nc, c->m, header_path(c, out));
-    }
+    default:
+        return write_library(c, out ? out : nn_format(&c->nc->arena, "%s.so", c->m->name));
     }
 }
 
@@ -641,7 +666,7 @@ int cg_compile(NnCtx *nc, const Model *m) {
         cg_emit_kernels(&c);
         emit_api(&c);
         verify(&c);
-        ok = optimise(&c) && write_outputs(&c);
+        ok = write_outputs(&c);
     }
     LLVMDisposeBuilder(c.ab);
     LLVMDisposeBuilder(c.b);

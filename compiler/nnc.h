@@ -97,6 +97,7 @@ typedef struct Options {
     bool        no_prune;     // -fno-prune
     const char *dump_after;   // --dump-after=PASS
     const char *runtime_lib;  // libnnrt.a linked into a .so (driver: NNC_BUILD_RUNTIME; NULL: search)
+    bool        one_process;  // a .so's code generated in this process only (cg_fork.c; tests compare)
 } Options;
 
 typedef struct NnCtx {

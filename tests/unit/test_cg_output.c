@@ -118,6 +118,41 @@ Test(cg, library_exports_only_the_api) {
     cgt_free(&t);
 }
 
+// A library's kernels are optimised and compiled in two processes
+// (cg_fork.c): the library computes the same bits as one compiled in one
+// process, and it is a different file (else it was not split at all).
+Test(cg, library_from_two_processes_computes_the_same_bits) {
+    CgT one, two;
+    cgt_build(&two, mnist_src);
+    cgt_one_process = true;
+    cgt_build(&one, mnist_src);
+    cgt_one_process = false;
+    size_t n_one, n_two;
+    char *so_one = test_read_file(one.so, &n_one), *so_two = test_read_file(two.so, &n_two);
+    cr_assert(so_one && so_two);
+    cr_assert(n_one != n_two || memcmp(so_one, so_two, n_one) != 0, "the library was not split");
+    free(so_one), free(so_two);
+    const nnc_model_info *a = &one.d->info, *b = &two.d->info;
+    void *ma = a->create(3), *mb = b->create(3);
+    size_t np = a->param_count, batch = 7;
+    float *x = cgt_random(batch * 784, 0, 1), *y = calloc(batch * 10, sizeof(float));
+    float *pa = calloc(batch * 10, sizeof(float)), *pb = calloc(batch * 10, sizeof(float));
+    for (size_t i = 0; i < batch; i++)
+        y[i * 10 + i % 10] = 1;
+    for (int step = 0; step < 5; step++) {
+        float la = a->train_step(ma, x, y, batch), lb = b->train_step(mb, x, y, batch);
+        cr_assert_eq(memcmp(&la, &lb, sizeof la), 0, "step %d: loss %g vs %g", step, (double)la, (double)lb);
+        cr_assert_arr_eq(a->params(ma), b->params(mb), np * sizeof(float), "step %d: parameters differ", step);
+    }
+    a->predict(ma, x, pa, batch);
+    b->predict(mb, x, pb, batch);
+    cr_assert_arr_eq(pa, pb, batch * 10 * sizeof(float));
+    a->destroy(ma), b->destroy(mb);
+    free(x), free(y), free(pa), free(pb);
+    cgt_free(&one);
+    cgt_free(&two);
+}
+
 // The API through the runtime: train_step equals grad then apply (to float rounding).
 Test(cg, train_step_equals_grad_then_apply) {
     CgT t;

@@ -22,6 +22,7 @@ static int cgt_opt_level = 2;          // -O level of the next build
 static float cgt_param_scale = 0.5f;   // random parameters in [-scale, scale]
 static double cgt_tol = 1e-4;          // relative to each tensor's largest entry
 static const char *cgt_target_cpu;     // --target-cpu of the next build (NULL: the host)
+static bool cgt_one_process;           // the next build's code generated in one process (cg_fork.c)
 
 typedef struct CgT {
     NnCtx            c;
@@ -43,6 +44,7 @@ static __attribute__((unused)) void cgt_build_as(CgT *t, const char *src, EmitKi
     t->c.opt.output = t->so;
     t->c.opt.opt_level = cgt_opt_level;
     t->c.opt.target_cpu = cgt_target_cpu;
+    t->c.opt.one_process = cgt_one_process;
     t->c.opt.runtime_lib = NNC_BINARY_DIR "/libnnrt.a";
     int f = nn_add_source(&t->c, "t.nn", src, strlen(src));
     cr_assert_geq(f, 0);
