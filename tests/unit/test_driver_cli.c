@@ -3,6 +3,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "support_run.h"
@@ -103,4 +105,29 @@ Test(driver, errors_exit_one_with_location) {
     cr_assert_str_eq(r.err, want);
     cr_assert_str_eq(r.out, "");
     remove(path);
+}
+
+// Started with SIGCHLD ignored (inherited through exec), nnc still waits for
+// the processes it starts (the linker, its second code-generating process):
+// it sets SIGCHLD back to the default.
+Test(driver, compiles_when_started_with_sigchld_ignored) {
+    char dir[] = "/tmp/nnc-sigchld-XXXXXX";
+    cr_assert(mkdtemp(dir));
+    char so[64];
+    snprintf(so, sizeof so, "%s/m.so", dir);
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        signal(SIGCHLD, SIG_IGN);
+        freopen("/dev/null", "w", stderr);
+        execl(test_nnc_path(), "nnc", NNC_SOURCE_DIR "/examples/fashion.nn", "-o", so, (char *)NULL);
+        _exit(127);
+    }
+    int status = 0;
+    cr_assert_eq(waitpid(pid, &status, 0), pid);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "nnc failed (status %d)", status);
+    cr_assert_eq(access(so, R_OK), 0);
+    char cmd[96];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    cr_assert_eq(system(cmd), 0);
 }
