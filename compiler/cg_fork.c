@@ -20,9 +20,11 @@
 // The code of every function is what one module gives (docs/performance.md,
 // section 14: the disassembly compared function by function).
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -230,8 +232,14 @@ bool cg_emit_library_objects(Cg *c, const char *obj0, const char *obj1, bool *sp
         if (used_by_a_global(kernels[i]))
             expose(kernels[i]);
     fflush(NULL);   // or the child would write this process's buffered output again
+    pid_t parent = getpid();
     pid_t pid = fork();
     if (pid == 0) {
+        // Killed with nnc (a timeout, ^C from another process group): no
+        // orphan left compiling for nobody.
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent)
+            _exit(1);
         keep_part(c, kernels, in_child, n, true);
         bool ok = cg_optimise(c) && cg_emit_file(c, obj1, LLVMObjectFile);
         fflush(c->nc->diag.out);   // its messages, if any (stderr is unbuffered)
