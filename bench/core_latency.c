@@ -4,9 +4,9 @@
  * one cache line; the round trip is the time for the line to go to the other
  * core and come back. On one Zen core complex it takes tens of nanoseconds;
  * between two complexes or sockets, hundreds. In a VM the hypervisor places
- * the two virtual CPUs, and may move them: a two-thread train step shares
- * its packed operands and its barriers between the cores, so bench/run
- * prints this figure beside the two-thread results.
+ * the two virtual CPUs, and may move them. A probe, not part of bench/run:
+ * on this host it measured 215-500 ns within minutes, and the two-thread
+ * ratios did not follow it (docs/performance.md, section 15).
  *
  * Build: cc -O2 -pthread core_latency.c -o core_latency
  * Run:   ./core_latency   (prints the median and min-max of 9 reps, in ns)

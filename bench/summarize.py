@@ -48,14 +48,7 @@ def load(folder):
         m = re.match(r"fma zmm \(AVX-512\) (\d) threads?\s+median\s+([\d.]+)", line)
         if m:
             peak.setdefault(int(m.group(1)), []).append(float(m.group(2)))
-    trips = []
-    path = os.path.join(folder, "core_latency.txt")
-    if os.path.exists(path):
-        for line in open(path):
-            m = re.match(r"cache line round trip .*median\s+([\d.]+)", line)
-            if m:
-                trips.append(float(m.group(1)))
-    return nnc, torch, fann, {t: statistics.median(v) for t, v in peak.items()}, trips
+    return nnc, torch, fann, {t: statistics.median(v) for t, v in peak.items()}
 
 
 def median_of(rs):
@@ -63,7 +56,7 @@ def median_of(rs):
 
 
 def main(folder):
-    nnc, torch, fann, peak, trips = load(folder)
+    nnc, torch, fann, peak = load(folder)
     print("# nnc benchmark results\n")
     print("Produced by `bench/run` (this file is overwritten by each run). Every ratio compares")
     print("figures measured side by side in the same run, interleaved: nnc's `train_step` and")
@@ -82,12 +75,6 @@ def main(folder):
     print("measures less than the quiet-machine anchors (213 GFLOP/s on one core, 408 on two);")
     print("both percentages are shown. GFLOP/s counts 6 x batch x params per step (the issue's")
     print("convention; the first layer's input gradient, counted there, is never computed).\n")
-    if trips:
-        print("A cache line's round trip between the two CPUs (`core_latency`, at the start and the end): "
-              + " and ".join(f"{t:.0f} ns" for t in trips) + ".")
-        print("It is tens of nanoseconds between cores that share an L3 and hundreds between distant")
-        print("ones, and the hypervisor decides where the VM's two CPUs run; the two-thread figures,")
-        print("whose threads share packed operands and barriers, vary with it (docs/performance.md, section 14).\n")
     print("| model | batch | threads | nnc us | PyTorch us | speed-up | target | nnc GFLOP/s | % of FMA peak (this run) | % of anchor peak |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for key in sorted(nnc, key=lambda k: (k[2], k[0], k[1])):
