@@ -123,7 +123,10 @@ Test(cg, all_optimisation_levels_agree_with_the_interpreter) {
 }
 
 // Products large enough for the blocked kernels: several packing chunks of k
-// (k = 300 > 256 in dx, k = batch = 300 in dW), row and column edges.
+// (k = 300 > 256 in dx, k = batch = 300 in dW), row and column edges. At
+// batch 1 and 7, the forward products' rows one at a time (gemm_dot_rows):
+// k = 300 is 18 vectors and 12 left over, k = 45 two vectors and 13; n = 300,
+// 45 and 37 leave 12, 13 and 5 columns to gemm_dot.
 Test(cg, blocked_products_with_edges, .timeout = 300) {
     CgT t;
     cgt_build(&t, "model big { input x[300]; target y[37];\n"
@@ -132,6 +135,7 @@ Test(cg, blocked_products_with_edges, .timeout = 300) {
     cgt_param_scale = 0.1f;
     cgt_compare(&t, 300, -1.0f, 1.0f);
     cgt_compare(&t, 7, -1.0f, 1.0f);
+    cgt_compare(&t, 1, -1.0f, 1.0f);
     cgt_param_scale = 0.5f;
     cgt_free(&t);
 }
