@@ -95,14 +95,15 @@ static void group(LLVMValueRef *fns, unsigned n, unsigned *up) {
         }
 }
 
-// in_child[i]: whether kernel i goes to the child. Groups, largest first,
-// each to the part with fewer instructions so far.
-static void deal(Cg *c, LLVMValueRef *fns, unsigned n, bool *in_child) {
+// in_child[i]: whether kernel i goes to the child. Groups, largest first
+// (sizes[i]: kernel i's instructions), each to the part with fewer
+// instructions so far.
+static void deal(Cg *c, LLVMValueRef *fns, const unsigned *sizes, unsigned n, bool *in_child) {
     unsigned *up = nn_alloc_array(&c->nc->arena, n, sizeof *up);
     unsigned *size = nn_alloc_array(&c->nc->arena, n, sizeof *size);
     group(fns, n, up);
     for (unsigned i = 0; i < n; i++)
-        size[find(up, i)] += count_instructions(fns[i]);
+        size[find(up, i)] += sizes[i];
     unsigned part[2] = { 0, 0 };
     for (;;) {
         unsigned best = 0;
@@ -213,6 +214,24 @@ static bool wait_child(Cg *c, pid_t pid) {
     return false;
 }
 
+static bool compile_to(Cg *c, const char *obj) {
+    return cg_optimise(c) && cg_emit_file(c, obj, LLVMObjectFile);
+}
+
+// The child's whole life: its part of the module, compiled to obj; never returns.
+_Noreturn static void run_child(Cg *c, pid_t parent, LLVMValueRef *kernels, const bool *in_child, unsigned n,
+                                const char *obj) {
+    // Killed with nnc (a timeout, ^C from another process group): no orphan
+    // left compiling for nobody.
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent)
+        _exit(1);
+    keep_part(c, kernels, in_child, n, true);
+    bool ok = compile_to(c, obj);
+    fflush(c->nc->diag.out);   // its messages, if any (stderr is unbuffered)
+    _exit(ok ? 0 : 1);   // not exit: the atexit handlers and the streams are this process's
+}
+
 // Optimises c->mod and writes its object code to obj0 and, when the module
 // is worth splitting, part of it to obj1 from a child process (*split set).
 // False on an error (printed).
@@ -220,36 +239,28 @@ bool cg_emit_library_objects(Cg *c, const char *obj0, const char *obj1, bool *sp
     *split = false;
     LLVMValueRef *kernels;
     unsigned n = list_kernels(c, &kernels), total = 0;
+    unsigned *sizes = nn_alloc_array(&c->nc->arena, n ? n : 1, sizeof *sizes);
     for (unsigned i = 0; i < n; i++)
-        total += count_instructions(kernels[i]);
+        total += sizes[i] = count_instructions(kernels[i]);
     // NNC_ONE_PROCESS=1: all of it here (to compare, or to debug LLVM).
     const char *env = getenv("NNC_ONE_PROCESS");
     bool one = c->nc->opt.one_process || (env && env[0] && strcmp(env, "0") != 0);
     if (n < 2 || total < FORK_MIN_INSTRUCTIONS || one)
-        return cg_optimise(c) && cg_emit_file(c, obj0, LLVMObjectFile);
+        return compile_to(c, obj0);
     bool *in_child = nn_alloc_array(&c->nc->arena, n, sizeof *in_child);
-    deal(c, kernels, n, in_child);
+    deal(c, kernels, sizes, n, in_child);
     for (unsigned i = 0; i < n; i++)
         if (used_by_a_global(kernels[i]))
             expose(kernels[i]);
     fflush(NULL);   // or the child would write this process's buffered output again
     pid_t parent = getpid();
     pid_t pid = fork();
-    if (pid == 0) {
-        // Killed with nnc (a timeout, ^C from another process group): no
-        // orphan left compiling for nobody.
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent)
-            _exit(1);
-        keep_part(c, kernels, in_child, n, true);
-        bool ok = cg_optimise(c) && cg_emit_file(c, obj1, LLVMObjectFile);
-        fflush(c->nc->diag.out);   // its messages, if any (stderr is unbuffered)
-        _exit(ok ? 0 : 1);   // not exit: the atexit handlers and the streams are this process's
-    }
+    if (pid == 0)
+        run_child(c, parent, kernels, in_child, n, obj1);
     if (pid < 0)   // no second process: all of it here
-        return cg_optimise(c) && cg_emit_file(c, obj0, LLVMObjectFile);
+        return compile_to(c, obj0);
     keep_part(c, kernels, in_child, n, false);
-    bool ok = cg_optimise(c) && cg_emit_file(c, obj0, LLVMObjectFile);
+    bool ok = compile_to(c, obj0);
     ok = wait_child(c, pid) && ok;
     *split = true;
     return ok;
