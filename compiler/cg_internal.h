@@ -156,6 +156,9 @@ typedef void (*CgRangeBody)(Cg *c, LLVMValueRef begin, LLVMValueRef end, void *a
 // every c->base are the function's own: body must not use other values of the
 // kernel. False (nothing emitted) when the kernel has no rt.
 bool cg_parallel(Cg *c, LLVMValueRef n, CgRangeBody body, void *arg);
+// The same function without the call: *fn is a `void fn(void *ctx, int64_t begin,
+// int64_t end)` running body over [begin, end), *ctx its context (valid in the kernel).
+bool cg_outline(Cg *c, CgRangeBody body, void *arg, LLVMValueRef *fn, LLVMValueRef *ctx);
 bool cg_parallel_ok(Cg *c);   // whether cg_parallel would split a loop of this kernel
 // cg_kernel.c: c->base of every buffer of the kernel, from its arguments.
 void cg_compute_bases(Cg *c);
@@ -181,6 +184,9 @@ struct CgGemm {
                                // reads it back (NULL: the consumer's own buffer)
     NodeId       epi_buf_node; // the node whose buffer epi_buf is
     LLVMValueRef i_off, j_off; // added to i, j before calling the epilogue (NULL: 0)
+    // Optional: the epilogue over C's flat indices [begin, end) once C is stored in
+    // epi_buf (ldc = n); nnrt_sgemm_then runs it on each finished stretch of C.
+    CgRangeBody  epi_flat;
 };
 void cg_emit_matmul(Cg *c, const CgGemm *g);
 

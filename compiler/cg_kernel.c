@@ -513,6 +513,22 @@ static void group_epilogue(Cg *c, const CgGemm *g, LLVMValueRef i, LLVMValueRef 
     c->epi_value = NULL;
 }
 
+// The group over the flat indices [begin, end) of its dW, already stored
+// (nnrt_sgemm_then's callback).
+static void group_stored_range(Cg *c, LLVMValueRef begin, LLVMValueRef end, void *arg) {
+    (void)arg;
+    Iter it = { .is = node(c, c->epi_group[0])->shape, .flat = true };
+    CgLoop l;
+    it.flat_ix = LLVMBuildAdd(c->b, begin, cg_loop_begin(c, &l, LLVMBuildSub(c->b, end, begin, ""), "eu"), "");
+    c->epi_value = cg_load(c, cg_gep(c, c->base[c->epi_gemm], it.flat_ix));
+    for (int k = 0; k < c->epi_n; k++) {
+        NodeId id = c->epi_group[k];
+        cg_store(c, elem_compute(c, id, &it), cg_gep(c, c->base[id], it.flat_ix));
+    }
+    c->epi_value = NULL;
+    cg_loop_end(c, &l);
+}
+
 // dW = BATCH_SUM(OUTER(a, x)) computed at its update group, the group as the
 // GEMM's epilogue (train kernel): each finished element of dW goes straight
 // into the optimiser's update, the gradient never stored (cg_matmul.c stores
@@ -528,7 +544,7 @@ static void emit_deferred_group(Cg *c, NodeId gemm, const NodeId *ids, int n) {
                  .a = c->base[a], .b = c->base[x], .c = c->base[gemm],
                  .a_rs = 1, .a_cs = m, .b_rs = nn, .b_cs = 1, .c_rs = nn,
                  .epilogue = group_epilogue, .epi_node = ids[0], .epi_buf = c->base[gemm],
-                 .epi_buf_node = gemm, .epi_parallel = true };
+                 .epi_buf_node = gemm, .epi_parallel = true, .epi_flat = group_stored_range };
     cg_emit_matmul(c, &g);
     c->epi_gemm = 0;
     c->epi_n = 0;

@@ -747,32 +747,49 @@ static bool blas_operand(int64_t rs, int64_t cs, int *t, int64_t *ld) {
     return false;
 }
 
-static LLVMValueRef sgemm_fn(Cg *c, LLVMTypeRef *ft) {
+// nnrt_sgemm(rt, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc), or with
+// `then` nnrt_sgemm_then(..., fn, ctx).
+static LLVMValueRef sgemm_fn(Cg *c, bool then, LLVMTypeRef *ft) {
     LLVMTypeRef p = c->ptr, i32 = c->i32, i64 = c->i64, f = c->f32;
-    LLVMTypeRef params[14] = { p, i32, i32, i64, i64, i64, f, p, i64, p, i64, f, p, i64 };
-    *ft = LLVMFunctionType(c->void_t, params, 14, 0);
-    LLVMValueRef fn = LLVMGetNamedFunction(c->mod, "nnrt_sgemm");
+    LLVMTypeRef params[16] = { p, i32, i32, i64, i64, i64, f, p, i64, p, i64, f, p, i64, p, p };
+    const char *name = then ? "nnrt_sgemm_then" : "nnrt_sgemm";
+    *ft = LLVMFunctionType(c->void_t, params, then ? 16 : 14, 0);
+    LLVMValueRef fn = LLVMGetNamedFunction(c->mod, name);
     if (!fn) {
-        fn = LLVMAddFunction(c->mod, "nnrt_sgemm", *ft);
+        fn = LLVMAddFunction(c->mod, name, *ft);
         LLVMSetVisibility(fn, LLVMHiddenVisibility);
     }
     return fn;
 }
 
+// The flat epilogue (epi_flat) as nnrt_sgemm_then's callback, when C is
+// stored in epi_buf with rows of n: the epilogue then runs on each finished
+// stretch of C by the thread that computed it, instead of in a loop after the
+// product that reads all of C again (from another core's cache for half of
+// it, at two threads).
+static bool then_fn(Cg *c, const CgGemm *g, LLVMValueRef cbuf, int64_t ldc, LLVMValueRef *fn, LLVMValueRef *ctx) {
+    int64_t n;
+    return g->epi_flat && g->epi_buf && cbuf == g->epi_buf && const_of(g->n, &n) && n == ldc &&
+           cg_outline(c, g->epi_flat, NULL, fn, ctx);
+}
+
 // C = A B (beta 0) or C += A B through nnrt_sgemm; with an epilogue, C is the
 // epilogue node's own buffer ([m][n]) and a loop then applies the epilogue
-// in place (each element read once, then overwritten by its consumer's value).
+// in place (each element read once, then overwritten by its consumer's value),
+// or nnrt_sgemm_then calls it on each finished stretch.
 static void emit_sgemm(Cg *c, const CgGemm *g, int ta, int64_t lda, int tb, int64_t ldb,
                        LLVMValueRef cbuf, int64_t ldc) {
+    LLVMValueRef tfn = NULL, ctx = NULL;
+    bool then = g->epilogue && then_fn(c, g, cbuf, ldc, &tfn, &ctx);
     LLVMTypeRef ft;
-    LLVMValueRef fn = sgemm_fn(c, &ft);
-    LLVMValueRef args[14] = {
+    LLVMValueRef fn = sgemm_fn(c, then, &ft);
+    LLVMValueRef args[16] = {
         c->a_rt, LLVMConstInt(c->i32, (unsigned)ta, 0), LLVMConstInt(c->i32, (unsigned)tb, 0),
         g->m, g->n, g->k, cg_f(c, 1), g->a, cg_i(c, lda), g->b, cg_i(c, ldb),
-        cg_f(c, g->accumulate && !g->epilogue ? 1 : 0), cbuf, cg_i(c, ldc),
+        cg_f(c, g->accumulate && !g->epilogue ? 1 : 0), cbuf, cg_i(c, ldc), tfn, ctx,
     };
-    LLVMBuildCall2(c->b, ft, fn, args, 14, "");
-    if (g->epilogue)
+    LLVMBuildCall2(c->b, ft, fn, args, then ? 16 : 14, "");
+    if (g->epilogue && !then)
         epilogue_loop(c, g, cbuf, ldc, true);
 }
 

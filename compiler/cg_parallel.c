@@ -14,7 +14,8 @@
 //
 // Only elementwise loops go through here: each element is computed by exactly
 // one thread with the same operations, so results do not depend on the thread
-// count or the split.
+// count or the split. cg_outline makes the same function without the call:
+// nnrt_sgemm_then calls it on each finished stretch of a product (cg_matmul.c).
 #include <string.h>
 
 #include "cg_internal.h"
@@ -52,7 +53,11 @@ bool cg_parallel_ok(Cg *c) {
     return c->a_rt && c->nc->opt.opt_level >= 2 && (c->kp->kind == CG_K_TRAIN || c->kp->kind == CG_K_APPLY);
 }
 
-bool cg_parallel(Cg *c, LLVMValueRef n, CgRangeBody body, void *arg) {
+// body(begin, end) as a function of its own: `trampoline(ctx, begin, end)`,
+// and the context it reads, on the kernel's stack, filled with the kernel's
+// arguments. The builder is back in the kernel, where the context is valid
+// until the kernel returns.
+bool cg_outline(Cg *c, CgRangeBody body, void *arg, LLVMValueRef *fn, LLVMValueRef *ctx_out) {
     if (!cg_parallel_ok(c))
         return false;
     LLVMValueRef *slot[N_ARG];
@@ -92,7 +97,7 @@ bool cg_parallel(Cg *c, LLVMValueRef n, CgRangeBody body, void *arg) {
     LLVMPositionBuilderAtEnd(c->ab, c->alloca_bb);
     LLVMBuildBr(c->ab, start);
 
-    // trampoline(ctx, begin, end) for nnrt_parallel_for
+    // trampoline(ctx, begin, end)
     LLVMTypeRef st = LLVMStructTypeInContext(c->ctx, types, N_ARG, 0);
     LLVMTypeRef tparams[3] = { c->ptr, c->i64, c->i64 };
     LLVMValueRef tfn = new_fn(c, nn_format(&c->nc->arena, "%s_par%u_chunk", c->m->name, id),
@@ -106,7 +111,7 @@ bool cg_parallel(Cg *c, LLVMValueRef n, CgRangeBody body, void *arg) {
     LLVMBuildCall2(c->b, LLVMGlobalGetValueType(bfn), bfn, args, N_ARG + 2, "");
     LLVMBuildRetVoid(c->b);
 
-    // Back in the kernel: its values, the context, the call.
+    // Back in the kernel: its values, the context.
     for (int i = 0; i < N_ARG; i++)
         if (*slot[i])
             *slot[i] = vals[i];
@@ -119,6 +124,15 @@ bool cg_parallel(Cg *c, LLVMValueRef n, CgRangeBody body, void *arg) {
     LLVMValueRef ctx = cg_alloca(c, st, "par.ctx");
     for (int i = 0; i < N_ARG; i++)
         LLVMBuildStore(c->b, vals[i], LLVMBuildStructGEP2(c->b, st, ctx, (unsigned)i, ""));
+    *fn = tfn;
+    *ctx_out = ctx;
+    return true;
+}
+
+bool cg_parallel(Cg *c, LLVMValueRef n, CgRangeBody body, void *arg) {
+    LLVMValueRef tfn, ctx;
+    if (!cg_outline(c, body, arg, &tfn, &ctx))
+        return false;
     LLVMTypeRef pft;
     LLVMValueRef pf = parallel_for_fn(c, &pft);
     LLVMValueRef pargs[4] = { c->a_rt, tfn, ctx, n };

@@ -19,11 +19,22 @@
 //
 // Threads: one parallel_for per product. Its threads first pack all of op(A)
 // once, shared (unless it is read in place), then take units of columns of C
-// (about 2 per thread, multiples of NR) in turn until none is left, so that a
-// thread slowed down by the rest of the machine takes fewer. Each element of C
-// is computed by one thread with the same operations in the same order
-// whatever the thread count or the units it took, so results are bit-for-bit
-// the same with 1 or N threads.
+// (about 2 per thread, multiples of NR): each its own stretch of units first,
+// then what is left of the others' (gemm_units), so that a thread slowed down
+// by the rest of the machine takes fewer, and otherwise each thread computes
+// the same part of C every step. Each element of C is computed by one thread
+// with the same operations in the same order whatever the thread count or the
+// units it took, so results are bit-for-bit the same with 1 or N threads.
+//
+// nnrt_sgemm_then also hands each block of C, once final (after its last K
+// block), to a function of the caller: the generated train step passes the
+// optimiser's update of a weight there, so that the update reads dW from the
+// cache of the thread that computed it, instead of from memory (and half of
+// it from the other core's cache) in a loop after the product. Its units are
+// rows of C, one per thread: the update then streams whole rows of the weight
+// and its state, and each thread updates the same rows every step
+// (docs/performance.md section 16).
+//
 // KC, MC, NC, GEMM_DIRECT(_B) and UNITS_PER_THREAD can be set with -D for tuning
 // (docs/performance.md, sections 2 and 9; bench/gemm_shapes.c times them).
 #include <pthread.h>
@@ -329,6 +340,7 @@ __attribute__((target("avx512f,fma"))) static void tile_avx512(int rows, int col
 #ifndef UNITS_PER_THREAD
 #define UNITS_PER_THREAD 2
 #endif
+#define MAX_UNITS 256
 
 // A product and how it is computed.
 typedef struct Plan {
@@ -343,9 +355,29 @@ typedef struct Plan {
     // Several threads: work handed out in turn (atomics), so that a thread
     // slowed down by the machine takes less of it; which thread computes a
     // tile never changes its bits.
-    int64_t          unit_cols, n_units;   // columns of C per unit of work, units
-    _Atomic int64_t  next_panel, panels_done, next_unit;
+    // Units are columns of C, or rows when each finished block goes to `then`:
+    // a unit of rows passes whole rows of C (contiguous when ldc = N), and the
+    // caller's update then streams whole rows of its weight and state.
+    bool             by_rows;
+    int64_t          unit_cols, unit_rows, n_units;
+    int              threads;
+    _Atomic int64_t  next_panel, panels_done;
+    _Atomic bool     claimed[MAX_UNITS];   // unit u taken by a thread
+    nnrt_range_fn    then;        // run on each finished stretch of a row of C, or NULL
+    void            *then_ctx;
 } Plan;
+
+// `then` over rows [i0, i1) of C, columns [j0, j1), on C's flat indices: one
+// call a row, or one for all when they are whole rows without padding.
+static void run_then(const Plan *p, int64_t i0, int64_t i1, int64_t j0, int64_t j1) {
+    if (!p->then) return;
+    const Gemm *g = &p->g;
+    if (j0 == 0 && j1 == g->N && g->ldc == g->N) {
+        p->then(p->then_ctx, i0 * g->ldc, i1 * g->ldc);
+        return;
+    }
+    for (int64_t i = i0; i < i1; i++) p->then(p->then_ctx, i * g->ldc + j0, i * g->ldc + j1);
+}
 
 // C[i0.., j0..] (+)= alpha * tile, for the valid rows and columns.
 static void put_tile(const Gemm *g, int64_t i0, int64_t j0, const float *tile, bool add) {
@@ -381,9 +413,11 @@ static void tile(const Plan *p, int64_t i0, int64_t j0, int64_t kc, const float 
     put_tile(g, i0, j0, t, add);
 }
 
-// The columns [j_begin, j_end) of C (and all rows), with this thread's buffers.
+// The block [i_begin, i_end) x [j_begin, j_end) of C, with this thread's
+// buffers; i_begin is a multiple of MR.
 // The first K block stores its tiles when C's old values are ignored.
-static void gemm_columns(const Plan *p, int64_t j_begin, int64_t j_end, float *abuf, float *bbuf) {
+static void gemm_block(const Plan *p, int64_t i_begin, int64_t i_end, int64_t j_begin, int64_t j_end, float *abuf,
+                       float *bbuf) {
     const Gemm *g = &p->g;
     for (int64_t jc = j_begin; jc < j_end; jc += NC) {
         int64_t nc = j_end - jc < NC ? j_end - jc : NC;
@@ -398,8 +432,8 @@ static void gemm_columns(const Plan *p, int64_t j_begin, int64_t j_end, float *a
             } else {
                 pack_b(g, pc, kc, jc, nc, bbuf);
             }
-            for (int64_t ic = 0; ic < g->M; ic += MC) {
-                int64_t mc = g->M - ic < MC ? g->M - ic : MC;
+            for (int64_t ic = i_begin; ic < i_end; ic += MC) {
+                int64_t mc = i_end - ic < MC ? i_end - ic : MC;
                 const float *ablk = abuf;
                 int64_t a_step = kc;   // from one MR panel to the next
                 if (p->direct) {
@@ -413,6 +447,8 @@ static void gemm_columns(const Plan *p, int64_t j_begin, int64_t j_end, float *a
                 for (int64_t jr = 0; jr < nc; jr += NR)
                     for (int64_t ir = 0; ir < mc; ir += MR)
                         tile(p, ic + ir, jc + jr, kc, ablk + ir * a_step, bblk + jr * b_step, add);
+                if (pc + kc == g->K)   // this block of C is final, and still in cache
+                    run_then(p, ic, ic + mc, jc, jc + nc);
             }
         }
     }
@@ -482,13 +518,42 @@ static inline void cpu_relax(void) {
 #endif
 }
 
+static bool claim(Plan *p, int64_t u) {
+    return !atomic_exchange_explicit(&p->claimed[u], true, memory_order_relaxed);
+}
+
+// Thread k's units: first its own, the k-th of T equal stretches, in order;
+// then what is left of the others', each from its end. A thread slowed down
+// by the machine leaves units to the others; otherwise a thread computes the
+// same part of C in every step (units taken in turn from one counter went to
+// either thread, and the data they read or wrote with them).
+static void gemm_units(Plan *p, int k, PackBuffers *pb) {
+    const Gemm *g = &p->g;
+    for (int s = 0; s < p->threads; s++) {
+        int seg = (k + s) % p->threads;
+        int64_t lo = p->n_units * seg / p->threads, hi = p->n_units * (seg + 1) / p->threads;
+        for (int64_t i = lo; i < hi; i++) {
+            int64_t u = s == 0 ? i : hi - 1 - (i - lo);
+            if (!claim(p, u)) continue;
+            if (p->by_rows) {
+                int64_t i0 = u * p->unit_rows, i1 = i0 + p->unit_rows < g->M ? i0 + p->unit_rows : g->M;
+                gemm_block(p, i0, i1, 0, g->N, pb->a, pb->b);
+            } else {
+                int64_t j0 = u * p->unit_cols, j1 = j0 + p->unit_cols < g->N ? j0 + p->unit_cols : g->N;
+                gemm_block(p, 0, g->M, j0, j1, pb->a, pb->b);
+            }
+        }
+    }
+}
+
 // One thread's part of a product on several threads, all in one
-// parallel_for: first the MR-row panels of op(A) (every K block: block pc at
-// apacked + pc * mp, the layout of pack_a) taken in turn and packed, then,
-// once every panel is packed, units of columns of C taken in turn. A thread
-// without packing buffers only packs A; the calling thread always has them.
+// parallel_for over [0, threads) (this is thread `begin`): first the MR-row
+// panels of op(A) (every K block: block pc at apacked + pc * mp, the layout of
+// pack_a) taken in turn and packed, then, once every panel is packed, units of
+// columns of C (gemm_units). A thread without packing buffers only packs A;
+// the calling thread always has them.
 static void gemm_region(void *ctx, int64_t begin, int64_t end) {
-    (void)begin, (void)end;
+    (void)end;
     Plan *p = ctx;
     const Gemm *g = &p->g;
     if (p->apacked) {
@@ -504,22 +569,25 @@ static void gemm_region(void *ctx, int64_t begin, int64_t end) {
         while (atomic_load_explicit(&p->panels_done, memory_order_acquire) < panels) cpu_relax();
     }
     PackBuffers *pb = thread_buffers();
-    if (!pb) return;
-    int64_t u;
-    while ((u = atomic_fetch_add_explicit(&p->next_unit, 1, memory_order_relaxed)) < p->n_units) {
-        int64_t j0 = u * p->unit_cols, j1 = j0 + p->unit_cols < g->N ? j0 + p->unit_cols : g->N;
-        gemm_columns(p, j0, j1, pb->a, pb->b);
-    }
+    if (pb) gemm_units(p, (int)begin, pb);
 }
 
 void nnrt_sgemm(nnrt_model *rt, int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha,
                 const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
                 float *C, int64_t ldc) {
-    Plan p = { .g = { ta != 0, tb != 0, M, N, K, alpha, A, lda, B, ldb, C, ldc } };
+    nnrt_sgemm_then(rt, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, NULL, NULL);
+}
+
+void nnrt_sgemm_then(nnrt_model *rt, int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha,
+                     const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
+                     float *C, int64_t ldc, nnrt_range_fn then, void *then_ctx) {
+    Plan p = { .g = { ta != 0, tb != 0, M, N, K, alpha, A, lda, B, ldb, C, ldc }, .then = then,
+               .then_ctx = then_ctx };
     const Gemm *g = &p.g;
     if (M <= 0 || N <= 0) return;
     if (K <= 0 || alpha == 0) {
         if (beta != 1) scale_c(g, beta);
+        run_then(&p, 0, M, 0, N);
         return;
     }
     p.overwrite = beta == 0;
@@ -547,12 +615,19 @@ void nnrt_sgemm(nnrt_model *rt, int ta, int tb, int64_t M, int64_t N, int64_t K,
                 for (int64_t k = 0; k < K; k++) s += a_at(g, i, k) * b_at(g, k, j);
                 C[i * ldc + j] = (p.overwrite ? 0 : C[i * ldc + j]) + alpha * s;
             }
+        run_then(&p, 0, M, 0, N);
         return;
     }
     int threads = rt && rt->threads > 1 ? rt->threads : 1;
-    int64_t blocks = (N + NR - 1) / NR, per_unit = blocks / ((int64_t)threads * UNITS_PER_THREAD);
+    p.by_rows = then != NULL;
+    int64_t blocks = p.by_rows ? (M + MR - 1) / MR : (N + NR - 1) / NR;
+    // A unit of rows reads all of op(B): one unit a thread
+    int64_t per_unit = p.by_rows ? (blocks + threads - 1) / threads : blocks / ((int64_t)threads * UNITS_PER_THREAD);
     if (per_unit < 1) per_unit = 1;
+    while ((blocks + per_unit - 1) / per_unit > MAX_UNITS) per_unit++;
     p.unit_cols = per_unit * NR;
+    p.unit_rows = per_unit * MR;
+    p.threads = threads;
     p.n_units = (blocks + per_unit - 1) / per_unit;
     if (threads > 1 && p.n_units > 1) {
         // Several threads share one packed op(A) (each would otherwise pack
@@ -564,5 +639,5 @@ void nnrt_sgemm(nnrt_model *rt, int ta, int tb, int64_t M, int64_t N, int64_t K,
             return;
         }
     }
-    gemm_columns(&p, 0, N, pb->a, pb->b);
+    gemm_block(&p, 0, M, 0, N, pb->a, pb->b);
 }

@@ -2,6 +2,7 @@
 // at sizes around the block edges, and bit-identical with 1 and 2 threads.
 #include <criterion/criterion.h>
 #include <math.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -155,4 +156,54 @@ Test(gemm, any_thread_count_gives_the_same_bits_in_every_form) {
                 free(A), free(B), free(C0);
                 for (int t = 0; t < 3; t++) free(C[t]);
             }
+}
+
+// nnrt_sgemm_then: `then` sees every element of C exactly once, only within a
+// row's columns (never the padding past N), and only once it is final: what it
+// copies out at the time of the call equals C after the product. With 1, 2 and
+// 3 threads; K past one block (the call waits for the last); alpha != 1 and
+// beta = 1; K = 0 (C = beta C, still passed on).
+typedef struct ThenLog {
+    const float *c;
+    float       *seen;    // C's value when passed
+    _Atomic int *count;   // times passed
+    int64_t      n, ldc;
+} ThenLog;
+
+static void log_range(void *ctx, int64_t begin, int64_t end) {
+    ThenLog *l = ctx;
+    for (int64_t f = begin; f < end; f++) {
+        l->seen[f] = l->c[f];
+        l->count[f]++;
+    }
+}
+
+Test(gemm, then_sees_each_final_element_once) {
+    static const int64_t sizes[][4] = {   // M, N, K, padding of ldc
+        { 37, 200, 300, 5 }, { 256, 784, 256, 0 }, { 300, 70, 600, 3 }, { 13, 1030, 40, 0 }, { 20, 30, 0, 2 },
+    };
+    for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++)
+        for (int t = 1; t <= 3; t++) {
+            int64_t M = sizes[s][0], N = sizes[s][1], K = sizes[s][2], ldc = N + sizes[s][3];
+            float alpha = t == 2 ? 0.5f : 1.0f, beta = t == 2 ? 1.0f : 0.0f;
+            float *A = random_matrix(M * K + 1, 21), *B = random_matrix(K * N + 1, 22);
+            float *C = random_matrix(M * ldc, 23), *ref = random_matrix(M * ldc, 23);
+            ThenLog l = { C, calloc((size_t)(M * ldc), sizeof(float)), calloc((size_t)(M * ldc), sizeof(int)), N, ldc };
+            nnrt_model rt = { 0 };
+            rt.threads = t;
+            nnrt_sgemm_then(&rt, 1, 0, M, N, K, alpha, A, M, B, N, beta, C, ldc, log_range, &l);
+            nnrt_sgemm(NULL, 1, 0, M, N, K, alpha, A, M, B, N, beta, ref, ldc);
+            nnrt_pool_destroy(&rt);
+            cr_assert_eq(memcmp(C, ref, (size_t)(M * ldc) * sizeof(float)), 0, "size %zu, %d threads: C", s, t);
+            for (int64_t i = 0; i < M; i++)
+                for (int64_t j = 0; j < ldc; j++) {
+                    int64_t f = i * ldc + j;
+                    cr_assert_eq(l.count[f], j < N ? 1 : 0, "size %zu, %d threads: C[%ld][%ld] passed %d times", s,
+                                 t, (long)i, (long)j, l.count[f]);
+                    if (j < N)
+                        cr_assert_eq(l.seen[f], C[f], "size %zu, %d threads: C[%ld][%ld] passed before final", s, t,
+                                     (long)i, (long)j);
+                }
+            free(A), free(B), free(C), free(ref), free(l.seen), free((void *)l.count);
+        }
 }
