@@ -112,12 +112,13 @@ Test(gemm, shared_packing_of_a_gives_the_same_bits_as_one_thread) {
 // Padded leading dimensions (op(A) = A and op(B) = B read in place when their
 // rows are not a multiple of 1 KB apart, packed otherwise), edge tiles in both
 // directions, alpha != 1 and beta = 1: 2 and 3 threads (work handed out in
-// units of columns, in turn) give the bits of one thread, and one thread
-// matches the double reference.
+// units of columns, or of rows when op(B) is small) give the bits of one
+// thread, and one thread matches the double reference.
 Test(gemm, any_thread_count_gives_the_same_bits_in_every_form) {
     static const int64_t sizes[][4] = {   // M, N, K, padding of the leading dimensions
         { 37, 200, 300, 5 }, { 256, 130, 784, 0 }, { 25, 97, 256, 0 }, { 130, 70, 1024, 0 }, { 13, 1030, 40, 3 },
         { 45, 250, 250, 6 },   // every leading dimension 256: A and B packed, with edges
+        { 200, 60, 300, 0 }, { 97, 33, 500, 2 },   // small op(B), C tall: split by rows
     };
     static const float alphas[] = { 1.0f, 0.5f };
     for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++)
