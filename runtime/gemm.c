@@ -649,5 +649,12 @@ void nnrt_sgemm_then(nnrt_model *rt, int ta, int tb, int64_t M, int64_t N, int64
             return;
         }
     }
+#ifdef NNRT_TRACE
+    int64_t start = nnrt_trace_clock();
     gemm_block(&p, 0, M, 0, N, pb->a, pb->b);
+    int64_t end = nnrt_trace_clock();
+    nnrt_trace((void *)gemm_region, start, end, end);   // logged as the region it would be
+#else
+    gemm_block(&p, 0, M, 0, N, pb->a, pb->b);
+#endif
 }

@@ -5,10 +5,59 @@
 // k runs chunk k. The pool starts on the first parallel_for with T > 1 and lives until
 // set_threads changes the count or the model is destroyed. If threads cannot be started,
 // the chunks run one after the other on the caller's thread (same split, same result).
+#ifdef NNRT_TRACE
+#define _GNU_SOURCE   // dladdr
+#endif
 #include <pthread.h>
 #include <stdatomic.h>
 
 #include "nnrt.h"
+
+#ifdef NNRT_TRACE
+// A runtime built with -DNNRT_TRACE logs every parallel region of the calling
+// thread, and every product nnrt_sgemm computes on one thread: its function,
+// when it started, when the caller's own chunk ended and when the last chunk
+// did; at exit the log goes to the file $NNRT_TRACE, for bench/trace.py
+// (functions as offsets in their library, times in nanoseconds).
+#include <dlfcn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+enum { TRACE_MAX = 1 << 20 };
+static struct { void *fn; int64_t start, own, end; } trace_log[TRACE_MAX];
+static int64_t trace_n;
+
+int64_t nnrt_trace_clock(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
+}
+
+void nnrt_trace(void *fn, int64_t start, int64_t own, int64_t end) {
+    if (trace_n == TRACE_MAX) return;
+    trace_log[trace_n].fn = fn;
+    trace_log[trace_n].start = start, trace_log[trace_n].own = own, trace_log[trace_n].end = end;
+    trace_n++;
+}
+
+__attribute__((destructor)) static void trace_write(void) {
+    const char *path = getenv("NNRT_TRACE");
+    FILE *f = path ? fopen(path, "w") : NULL;
+    if (!f) return;
+    for (int64_t i = 0; i < trace_n; i++) {
+        Dl_info d;
+        uintptr_t base = dladdr(trace_log[i].fn, &d) ? (uintptr_t)d.dli_fbase : 0;
+        fprintf(f, "%lx %lld %lld %lld\n", (unsigned long)((uintptr_t)trace_log[i].fn - base),
+                (long long)trace_log[i].start, (long long)trace_log[i].own, (long long)trace_log[i].end);
+    }
+    fclose(f);
+}
+#define TRACE_CLOCK() nnrt_trace_clock()
+#else
+#define TRACE_CLOCK() 0
+#define nnrt_trace(fn, start, own, end) ((void)(start), (void)(own))
+#endif
 
 // Waking a sleeping thread costs tens of microseconds in a VM (a futex and a
 // reschedule), as much as a whole small product. So both sides spin a little
@@ -131,8 +180,11 @@ void nnrt_parallel_for(nnrt_model *m, void (*fn)(void *ctx, int64_t begin, int64
     if (!fn || n <= 0) return;
     int t = m && m->threads > 1 ? m->threads : 1;
     if (n < t) t = (int)n;
+    int64_t start = TRACE_CLOCK(), own;
     if (t == 1) {
         fn(ctx, 0, n);
+        own = TRACE_CLOCK();
+        nnrt_trace((void *)fn, start, own, own);
         return;
     }
     if (!m->pool || m->pool->n_workers != m->threads - 1) {
@@ -155,6 +207,7 @@ void nnrt_parallel_for(nnrt_model *m, void (*fn)(void *ctx, int64_t begin, int64
     pthread_cond_broadcast(&p->wake);
     pthread_mutex_unlock(&p->lock);
     run_chunk(fn, ctx, n, 0, t);
+    own = TRACE_CLOCK();
     for (int i = 0; i < SPIN_ROUNDS && atomic_load_explicit(&p->n_done, memory_order_acquire) < p->n_workers; i++)
         cpu_relax();
     if (atomic_load_explicit(&p->n_done, memory_order_acquire) < p->n_workers) {
@@ -162,4 +215,5 @@ void nnrt_parallel_for(nnrt_model *m, void (*fn)(void *ctx, int64_t begin, int64
         while (atomic_load(&p->n_done) < p->n_workers) pthread_cond_wait(&p->done, &p->lock);
         pthread_mutex_unlock(&p->lock);
     }
+    nnrt_trace((void *)fn, start, own, TRACE_CLOCK());
 }
