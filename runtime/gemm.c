@@ -355,19 +355,19 @@ typedef struct Plan {
     int64_t kcb;           // K in equal blocks of at most KC
     int64_t mp;            // rows of op(A) rounded up to whole MR panels
     float  *apacked;       // all of op(A) packed once (several threads), or NULL
-    // Several threads: work handed out in turn (atomics), so that a thread
-    // slowed down by the machine takes less of it; which thread computes a
-    // tile never changes its bits.
-    // Units are columns of C, or rows (one unit a thread, op(A) packed by
-    // each thread for its own rows: nothing shared, no barrier) when each
-    // finished block goes to `then` (whole rows of C, so that an update streams
-    // whole rows of its weight and state), or when op(B) is small (by_rows_ok).
+    // Several threads: units of work claimed with atomics (gemm_units), so
+    // that a thread slowed down by the machine takes fewer; which thread
+    // computes a tile never changes its bits. Units are columns of C, or rows
+    // (one unit a thread, op(A) packed by each thread for its own rows:
+    // nothing shared, no barrier) when each finished block goes to `then`
+    // (whole rows of C, so that an update streams whole rows of its weight and
+    // state) or when op(B) is small (nnrt_sgemm_then).
     bool             by_rows;
     int64_t          unit_cols, unit_rows, n_units;
     int              threads;
     _Atomic int64_t  next_panel, panels_done;
     _Atomic bool     claimed[MAX_UNITS];   // unit u taken by a thread
-    nnrt_range_fn    then;        // run on each finished stretch of a row of C, or NULL
+    nnrt_range_fn    then;        // run on each finished block of C (run_then), or NULL
     void            *then_ctx;
 } Plan;
 
