@@ -140,10 +140,11 @@ NNRT_HIDDEN void    nnrt_trace(void *fn, int64_t start, int64_t own, int64_t end
 NNRT_HIDDEN void nnrt_sgemm(nnrt_model *rt, int ta, int tb, int64_t M, int64_t N, int64_t K,
                             float alpha, const float *A, int64_t lda, const float *B, int64_t ldb,
                             float beta, float *C, int64_t ldc);
-// nnrt_sgemm, and then(ctx, begin, end) on C's flat indices [begin, end) (one row's stretch
-// of columns) as soon as that stretch is final, by the thread that computed it while it is
-// still in its cache: a weight's update fused into the product of its gradient. Each
-// element of C is passed exactly once; then must touch nothing another call touches.
+// nnrt_sgemm, and then(ctx, begin, end) on C's flat indices [begin, end) (a stretch of one
+// row, or whole rows when ldc = N) as soon as they are final, by the thread that computed
+// them while they are still in its cache: a weight's update fused into the product of its
+// gradient. The threads split C by rows. Each element of C is passed exactly once; then must
+// touch nothing another call touches.
 typedef void (*nnrt_range_fn)(void *ctx, int64_t begin, int64_t end);
 NNRT_HIDDEN void nnrt_sgemm_then(nnrt_model *rt, int ta, int tb, int64_t M, int64_t N, int64_t K,
                                  float alpha, const float *A, int64_t lda, const float *B, int64_t ldb,
