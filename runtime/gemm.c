@@ -629,7 +629,7 @@ void nnrt_sgemm_then(nnrt_model *rt, int ta, int tb, int64_t M, int64_t N, int64
     // only its own samples, which the loops after it split the same way. With
     // a larger op(B) (mnist's first layer, 128 x 784) the step lost a fifth:
     // both cores then hold all of the weight that dW's update writes.
-    p.by_rows = then != NULL || (rt && rt->threads > 1 && M >= N && N * K <= ROWS_MAX_B);
+    p.by_rows = then != NULL || (threads > 1 && M >= N && N * K <= ROWS_MAX_B);
     int64_t blocks = p.by_rows ? (M + MR - 1) / MR : (N + NR - 1) / NR;
     // A unit of rows reads all of op(B): one unit a thread
     int64_t per_unit = p.by_rows ? (blocks + threads - 1) / threads : blocks / ((int64_t)threads * UNITS_PER_THREAD);
