@@ -185,8 +185,10 @@ struct CgGemm {
     NodeId       epi_buf_node; // the node whose buffer epi_buf is
     LLVMValueRef i_off, j_off; // added to i, j before calling the epilogue (NULL: 0)
     // Optional: the epilogue over C's flat indices [begin, end) once C is stored in
-    // epi_buf (ldc = n); nnrt_sgemm_then runs it on each finished stretch of C.
+    // epi_buf (ldc = n), with its argument; nnrt_sgemm_then runs it on each finished
+    // stretch of C.
     CgRangeBody  epi_flat;
+    void        *epi_flat_arg;
 };
 void cg_emit_matmul(Cg *c, const CgGemm *g);
 

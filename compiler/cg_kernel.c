@@ -473,25 +473,30 @@ static void emit_matmul_epilogue(Cg *c, NodeId id, NodeId mm) {
 typedef struct GroupArg {
     const NodeId *ids;
     int           n;
+    NodeId        stored;   // a deferred dW already stored in its buffer (c->epi_gemm), or 0
 } GroupArg;
 
-// The group's members at the flat indices [begin, end).
+// The group's members at the flat indices [begin, end); with `stored`, the
+// value of the deferred dW read from its buffer (nnrt_sgemm_then's callback).
 static void group_range(Cg *c, LLVMValueRef begin, LLVMValueRef end, void *arg) {
     const GroupArg *ga = arg;
     Iter it = { .is = node(c, ga->ids[0])->shape, .flat = true };
     CgLoop l;
     LLVMValueRef i = cg_loop_begin(c, &l, LLVMBuildSub(c->b, end, begin, ""), "eg");
     it.flat_ix = LLVMBuildAdd(c->b, begin, i, "");
+    if (ga->stored)
+        c->epi_value = cg_load(c, cg_gep(c, c->base[ga->stored], it.flat_ix));
     for (int k = 0; k < ga->n; k++) {
         LLVMValueRef v = elem_compute(c, ga->ids[k], &it);
         cg_store(c, v, cg_gep(c, c->base[ga->ids[k]], elem_offset(c, ga->ids[k], &it)));
     }
+    c->epi_value = NULL;
     cg_loop_end(c, &l);
 }
 
 // Large groups (an optimiser's update of a big weight) are split over the threads.
 static void emit_elementwise_group(Cg *c, const NodeId *ids, int n) {
-    GroupArg ga = { ids, n };
+    GroupArg ga = { ids, n, 0 };
     int64_t numel = ir_numel(node(c, ids[0])->shape);
     if (c->nc->opt.opt_level >= 2 && numel >= CG_PAR_MIN_ELEMS &&
         cg_parallel(c, cg_i(c, numel), group_range, &ga))
@@ -513,22 +518,6 @@ static void group_epilogue(Cg *c, const CgGemm *g, LLVMValueRef i, LLVMValueRef 
     c->epi_value = NULL;
 }
 
-// The group over the flat indices [begin, end) of its dW, already stored
-// (nnrt_sgemm_then's callback).
-static void group_stored_range(Cg *c, LLVMValueRef begin, LLVMValueRef end, void *arg) {
-    (void)arg;
-    Iter it = { .is = node(c, c->epi_group[0])->shape, .flat = true };
-    CgLoop l;
-    it.flat_ix = LLVMBuildAdd(c->b, begin, cg_loop_begin(c, &l, LLVMBuildSub(c->b, end, begin, ""), "eu"), "");
-    c->epi_value = cg_load(c, cg_gep(c, c->base[c->epi_gemm], it.flat_ix));
-    for (int k = 0; k < c->epi_n; k++) {
-        NodeId id = c->epi_group[k];
-        cg_store(c, elem_compute(c, id, &it), cg_gep(c, c->base[id], it.flat_ix));
-    }
-    c->epi_value = NULL;
-    cg_loop_end(c, &l);
-}
-
 // dW = BATCH_SUM(OUTER(a, x)) computed at its update group, the group as the
 // GEMM's epilogue (train kernel): each finished element of dW goes straight
 // into the optimiser's update, the gradient never stored (cg_matmul.c stores
@@ -540,11 +529,12 @@ static void emit_deferred_group(Cg *c, NodeId gemm, const NodeId *ids, int n) {
     c->epi_gemm = gemm;
     memcpy(c->epi_group, ids, (size_t)n * sizeof *ids);
     c->epi_n = n;
+    GroupArg stored = { ids, n, gemm };
     CgGemm g = { .m = cg_i(c, m), .n = cg_i(c, nn), .k = c->batch,
                  .a = c->base[a], .b = c->base[x], .c = c->base[gemm],
                  .a_rs = 1, .a_cs = m, .b_rs = nn, .b_cs = 1, .c_rs = nn,
                  .epilogue = group_epilogue, .epi_node = ids[0], .epi_buf = c->base[gemm],
-                 .epi_buf_node = gemm, .epi_parallel = true, .epi_flat = group_stored_range };
+                 .epi_buf_node = gemm, .epi_parallel = true, .epi_flat = group_range, .epi_flat_arg = &stored };
     cg_emit_matmul(c, &g);
     c->epi_gemm = 0;
     c->epi_n = 0;

@@ -770,7 +770,7 @@ static LLVMValueRef sgemm_fn(Cg *c, bool then, LLVMTypeRef *ft) {
 static bool then_fn(Cg *c, const CgGemm *g, LLVMValueRef cbuf, int64_t ldc, LLVMValueRef *fn, LLVMValueRef *ctx) {
     int64_t n;
     return g->epi_flat && g->epi_buf && cbuf == g->epi_buf && const_of(g->n, &n) && n == ldc &&
-           cg_outline(c, g->epi_flat, NULL, fn, ctx);
+           cg_outline(c, g->epi_flat, g->epi_flat_arg, fn, ctx);
 }
 
 // C = A B (beta 0) or C += A B through nnrt_sgemm; with an epilogue, C is the

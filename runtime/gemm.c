@@ -363,7 +363,7 @@ typedef struct Plan {
     // (whole rows of C, so that an update streams whole rows of its weight and
     // state) or when op(B) is small (nnrt_sgemm_then).
     bool             by_rows;
-    int64_t          unit_cols, unit_rows, n_units;
+    int64_t          unit, n_units;   // rows or columns of C per unit; units
     int              threads;
     _Atomic int64_t  next_panel, panels_done;
     _Atomic bool     claimed[MAX_UNITS];   // unit u taken by a thread
@@ -540,10 +540,10 @@ static void gemm_units(Plan *p, int k, PackBuffers *pb) {
             int64_t u = s == 0 ? i : hi - 1 - (i - lo);
             if (!claim(p, u)) continue;
             if (p->by_rows) {
-                int64_t i0 = u * p->unit_rows, i1 = i0 + p->unit_rows < g->M ? i0 + p->unit_rows : g->M;
+                int64_t i0 = u * p->unit, i1 = i0 + p->unit < g->M ? i0 + p->unit : g->M;
                 gemm_block(p, i0, i1, 0, g->N, pb->a, pb->b);
             } else {
-                int64_t j0 = u * p->unit_cols, j1 = j0 + p->unit_cols < g->N ? j0 + p->unit_cols : g->N;
+                int64_t j0 = u * p->unit, j1 = j0 + p->unit < g->N ? j0 + p->unit : g->N;
                 gemm_block(p, 0, g->M, j0, j1, pb->a, pb->b);
             }
         }
@@ -635,8 +635,7 @@ void nnrt_sgemm_then(nnrt_model *rt, int ta, int tb, int64_t M, int64_t N, int64
     int64_t per_unit = p.by_rows ? (blocks + threads - 1) / threads : blocks / ((int64_t)threads * UNITS_PER_THREAD);
     if (per_unit < 1) per_unit = 1;
     while ((blocks + per_unit - 1) / per_unit > MAX_UNITS) per_unit++;
-    p.unit_cols = per_unit * NR;
-    p.unit_rows = per_unit * MR;
+    p.unit = per_unit * (p.by_rows ? MR : NR);
     p.threads = threads;
     p.n_units = (blocks + per_unit - 1) / per_unit;
     if (threads > 1 && p.n_units > 1) {
