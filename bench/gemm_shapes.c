@@ -20,7 +20,8 @@
 //      runtime/alloc.c -lpthread -o gemm_shapes
 // A/B (OLD.c: another gemm.c):
 //   cc -O2 -Iruntime -Iinclude -c OLD.c -o a.o
-//   cc -O2 -Iruntime -Iinclude -c runtime/gemm.c -Dnnrt_sgemm=nnrt_sgemm_b -o b.o
+//   cc -O2 -Iruntime -Iinclude -c runtime/gemm.c -Dnnrt_sgemm=nnrt_sgemm_b \
+//      -Dnnrt_sgemm_then=nnrt_sgemm_then_b -o b.o
 //   cc -O2 -Iruntime -Iinclude -DGEMM_AB bench/gemm_shapes.c a.o b.o runtime/threads.c
 //      runtime/alloc.c -lpthread -o gemm_ab
 // Run:  ./gemm_shapes [--check] [-v] [--reps N] [--only TEXT] [THREADS...]

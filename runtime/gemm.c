@@ -17,12 +17,12 @@
 // op(A) = A (then) and op(B) = B^T are packed through 16 x 16 register
 // transposes.
 //
-// Threads: one parallel_for per product. Its threads first pack all of op(A)
-// once, shared (unless it is read in place), then take units of columns of C
-// (about 2 per thread, multiples of NR): each its own stretch of units first,
-// then what is left of the others' (gemm_units), so that a thread slowed down
-// by the rest of the machine takes fewer, and otherwise each thread computes
-// the same part of C every step. Each element of C is computed by one thread
+// Threads: one parallel_for per product. Each thread first packs all of op(A)
+// into its own buffer (unless it is read in place), then takes units of
+// columns of C (about 2 per thread, multiples of NR): each its own stretch of
+// units first, then what is left of the others' (gemm_units), so that a thread
+// slowed down by the rest of the machine takes fewer, and otherwise each
+// thread computes the same part of C every step. Each element of C is computed by one thread
 // with the same operations in the same order whatever the thread count or the
 // units it took, so results are bit-for-bit the same with 1 or N threads.
 //
@@ -33,16 +33,19 @@
 // it from the other core's cache) in a loop after the product. Its units are
 // rows of C, one per thread: the update then streams whole rows of the weight
 // and its state, and each thread updates the same rows every step
-// (docs/performance.md section 16).
+// (docs/performance.md section 16). Stretches of rows are in proportion to the
+// threads' measured speeds (split_rows).
 //
 // KC, MC, NC, GEMM_DIRECT(_B) and UNITS_PER_THREAD can be set with -D for tuning
 // (docs/performance.md, sections 2 and 9; bench/gemm_shapes.c times them).
+#define _POSIX_C_SOURCE 200809L   // clock_gettime
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "nnrt.h"
 
@@ -354,7 +357,7 @@ typedef struct Plan {
     bool    direct_b;      // op(B) = B read in place, not packed
     int64_t kcb;           // K in equal blocks of at most KC
     int64_t mp;            // rows of op(A) rounded up to whole MR panels
-    float  *apacked;       // all of op(A) packed once (several threads), or NULL
+    bool    whole_a;       // each thread packs all of op(A) once, before its units
     // Several threads: units of work claimed with atomics (gemm_units), so
     // that a thread slowed down by the machine takes fewer; which thread
     // computes a tile never changes its bits. Units are columns of C, or rows
@@ -363,10 +366,11 @@ typedef struct Plan {
     // (whole rows of C, so that an update streams whole rows of its weight and
     // state) or when op(B) is small (nnrt_sgemm_then).
     bool             by_rows;
-    int64_t          unit, n_units;   // rows or columns of C per unit; units
+    int64_t          unit, n_units;   // columns of C per unit; units
+    int64_t          row_end[MAX_UNITS];   // by rows: unit u is rows [row_end[u - 1] or 0, row_end[u])
     int              threads;
-    _Atomic int64_t  next_panel, panels_done;
     _Atomic bool     claimed[MAX_UNITS];   // unit u taken by a thread
+    int64_t          took_rows[NNRT_ROW_SPEEDS], took_ns[NNRT_ROW_SPEEDS];   // by rows: thread k's
     nnrt_range_fn    then;        // run on each finished block of C (run_then), or NULL
     void            *then_ctx;
 } Plan;
@@ -383,9 +387,8 @@ static void run_then(const Plan *p, int64_t i0, int64_t i1, int64_t j0, int64_t 
     for (int64_t i = i0; i < i1; i++) p->then(p->then_ctx, i * g->ldc + j0, i * g->ldc + j1);
 }
 
-// C[i0.., j0..] (+)= alpha * tile, for the valid rows and columns.
-static void put_tile(const Gemm *g, int64_t i0, int64_t j0, const float *tile, bool add) {
-    int64_t rows = g->M - i0 < MR ? g->M - i0 : MR;
+// C[i0.., j0..] (+)= alpha * tile, for its `rows` rows and the valid columns.
+static void put_tile(const Gemm *g, int64_t i0, int rows, int64_t j0, const float *tile, bool add) {
     int64_t cols = g->N - j0 < NR ? g->N - j0 : NR;
     for (int64_t r = 0; r < rows; r++) {
         float *c = g->C + (i0 + r) * g->ldc + j0;
@@ -395,33 +398,35 @@ static void put_tile(const Gemm *g, int64_t i0, int64_t j0, const float *tile, b
     }
 }
 
-// The tile of C at (i0, j0) from K block [.., + kc): a is op(A)'s panel (or
-// its first row, direct), bp B's panel.
-static void tile(const Plan *p, int64_t i0, int64_t j0, int64_t kc, const float *a, const float *bp, bool add) {
+// The tile of C at (i0, j0), `rows` (<= MR) high, from K block [.., + kc): a
+// is op(A)'s panel (or its first row, direct), bp B's panel.
+static void tile(const Plan *p, int64_t i0, int rows, int64_t j0, int64_t kc, const float *a, const float *bp,
+                 bool add) {
     const Gemm *g = &p->g;
     _Alignas(64) float t[MR * NR];
 #if defined(__x86_64__)
     if (p->avx512) {
-        int rows = (int)(g->M - i0 < MR ? g->M - i0 : MR), cols = (int)(g->N - j0 < NR ? g->N - j0 : NR);
+        int cols = (int)(g->N - j0 < NR ? g->N - j0 : NR);
         if (g->alpha == 1) {
             tile_avx512(rows, cols, p->direct, p->direct_b, kc, a, g->lda, bp, g->ldb, g->C + i0 * g->ldc + j0,
                         g->ldc, add);
             return;
         }
         tile_avx512(rows, p->direct_b ? cols : NR, p->direct, p->direct_b, kc, a, g->lda, bp, g->ldb, t, NR, false);
-        put_tile(g, i0, j0, t, add);
+        put_tile(g, i0, rows, j0, t, add);
         return;
     }
 #endif
     kernel_generic(kc, a, bp, t);
-    put_tile(g, i0, j0, t, add);
+    put_tile(g, i0, rows, j0, t, add);
 }
 
 // The block [i_begin, i_end) x [j_begin, j_end) of C, with this thread's
-// buffers; i_begin is a multiple of MR.
+// buffers (with apacked, i_begin is a multiple of MR).
 // The first K block stores its tiles when C's old values are ignored.
+// apacked: all of op(A) packed by this thread (pack_whole_a), or NULL.
 static void gemm_block(const Plan *p, int64_t i_begin, int64_t i_end, int64_t j_begin, int64_t j_end, float *abuf,
-                       float *bbuf) {
+                       float *bbuf, const float *apacked) {
     const Gemm *g = &p->g;
     for (int64_t jc = j_begin; jc < j_end; jc += NC) {
         int64_t nc = j_end - jc < NC ? j_end - jc : NC;
@@ -443,14 +448,15 @@ static void gemm_block(const Plan *p, int64_t i_begin, int64_t i_end, int64_t j_
                 if (p->direct) {
                     ablk = g->A + ic * g->lda + pc;
                     a_step = g->lda;
-                } else if (p->apacked) {   // packed once for every thread
-                    ablk = p->apacked + pc * p->mp + ic * kc;
+                } else if (apacked) {
+                    ablk = apacked + pc * p->mp + ic * kc;
                 } else {
                     pack_a(g, ic, mc, pc, kc, abuf);
                 }
                 for (int64_t jr = 0; jr < nc; jr += NR)
                     for (int64_t ir = 0; ir < mc; ir += MR)
-                        tile(p, ic + ir, jc + jr, kc, ablk + ir * a_step, bblk + jr * b_step, add);
+                        tile(p, ic + ir, (int)(mc - ir < MR ? mc - ir : MR), jc + jr, kc, ablk + ir * a_step,
+                             bblk + jr * b_step, add);
                 if (pc + kc == g->K)   // this block of C is final, and still in cache
                     run_then(p, ic, ic + mc, jc, jc + nc);
             }
@@ -471,8 +477,8 @@ static void scale_c(const Gemm *g, float beta) {
 typedef struct PackBuffers {
     float  *a;            // MC x KC
     float  *b;            // KC x NC
-    float  *shared;       // all of op(A), for the threads of a product this thread calls
-    int64_t shared_size;  // floats at shared
+    float  *whole;        // all of op(A), packed (Plan.whole_a)
+    int64_t whole_size;   // floats at whole
 } PackBuffers;
 
 static pthread_key_t  buffers_key;
@@ -482,7 +488,7 @@ static void free_buffers(void *p) {
     PackBuffers *pb = p;
     nnrt_free(pb->a);
     nnrt_free(pb->b);
-    nnrt_free(pb->shared);
+    nnrt_free(pb->whole);
     nnrt_free(pb);
 }
 
@@ -494,8 +500,8 @@ static PackBuffers *thread_buffers(void) {
     if (pb) return pb;
     pb = nnrt_malloc(sizeof *pb);
     if (!pb) return NULL;
-    pb->shared = NULL;
-    pb->shared_size = 0;
+    pb->whole = NULL;
+    pb->whole_size = 0;
     pb->a = nnrt_aligned_alloc(MC * KC * sizeof(float));
     pb->b = nnrt_aligned_alloc(NC * KC * sizeof(float));
     if (!pb->a || !pb->b || pthread_setspecific(buffers_key, pb) != 0) {
@@ -505,21 +511,74 @@ static PackBuffers *thread_buffers(void) {
     return pb;
 }
 
-// The calling thread's buffer for a whole packed op(A), grown when too small
-// (a steady-state train step allocates nothing). NULL: no memory.
-static float *shared_a_buffer(PackBuffers *pb, int64_t floats) {
-    if (pb->shared_size < floats) {
-        nnrt_free(pb->shared);
-        pb->shared = nnrt_aligned_alloc((size_t)floats * sizeof(float));
-        pb->shared_size = pb->shared ? floats : 0;
+// This thread's buffer for a whole packed op(A), grown when too small (a
+// steady-state train step allocates nothing). NULL: no memory.
+static float *whole_a_buffer(PackBuffers *pb, int64_t floats) {
+    if (pb->whole_size < floats) {
+        nnrt_free(pb->whole);
+        pb->whole = nnrt_aligned_alloc((size_t)floats * sizeof(float));
+        pb->whole_size = pb->whole ? floats : 0;
     }
-    return pb->shared;
+    return pb->whole;
 }
 
-static inline void cpu_relax(void) {
-#if defined(__x86_64__)
-    __builtin_ia32_pause();
-#endif
+// All of op(A) into this thread's buffer: block pc at + pc * mp, the layout of
+// pack_a. NULL without memory (gemm_block then packs as it goes).
+static const float *pack_whole_a(const Plan *p, PackBuffers *pb) {
+    const Gemm *g = &p->g;
+    float *out = whole_a_buffer(pb, p->mp * g->K);
+    if (!out) return NULL;
+    for (int64_t pc = 0; pc < g->K; pc += p->kcb) {
+        int64_t kc = g->K - pc < p->kcb ? g->K - pc : p->kcb;
+        pack_a(g, 0, g->M, pc, kc, out + pc * p->mp);
+    }
+    return out;
+}
+
+static int64_t now_ns(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
+}
+
+// Rows of C for each thread when it is split by rows, in proportion to the
+// threads' speeds in earlier products (rt->row_speed, 0: not measured yet,
+// taken as 1). The two vCPUs of the machine this was tuned on differ by up to
+// 12 % from one minute to the next (another guest on one of the cores): with
+// equal stretches the faster thread then waits at the end of every product,
+// 4-6 % of fashion's step at two threads (docs/performance.md section 17).
+// Which thread computes a row never changes its bits.
+static void split_rows(Plan *p, const nnrt_model *rt) {
+    double speed[MAX_UNITS], total = 0;
+    for (int64_t u = 0; u < p->n_units; u++) {
+        float s = u < NNRT_ROW_SPEEDS ? rt->row_speed[u] : 0;
+        speed[u] = s > 0 ? s : 1;
+        total += speed[u];
+    }
+    double sum = 0;
+    for (int64_t u = 0; u < p->n_units; u++) {
+        sum += speed[u];
+        p->row_end[u] = u + 1 == p->n_units ? p->g.M : (int64_t)(p->g.M * (sum / total) + 0.5);
+    }
+}
+
+// Each thread's rows per nanosecond in this product, over their mean, moved
+// into rt->row_speed by a quarter: a thread's speed follows the machine within
+// a few products, and one disturbed product moves it little.
+static void learn_speeds(nnrt_model *rt, const Plan *p) {
+    double rate[NNRT_ROW_SPEEDS], mean = 0;
+    int n = 0, t = p->threads < NNRT_ROW_SPEEDS ? p->threads : NNRT_ROW_SPEEDS;
+    for (int k = 0; k < t; k++) {
+        rate[k] = p->took_rows[k] > 0 && p->took_ns[k] > 0 ? (double)p->took_rows[k] / (double)p->took_ns[k] : 0;
+        if (rate[k] > 0) mean += rate[k], n++;
+    }
+    if (n < 2) return;
+    mean /= n;
+    for (int k = 0; k < t; k++) {
+        if (rate[k] == 0) continue;
+        float s = rt->row_speed[k] > 0 ? rt->row_speed[k] : 1;
+        rt->row_speed[k] = s + 0.25f * ((float)(rate[k] / mean) - s);
+    }
 }
 
 static bool claim(Plan *p, int64_t u) {
@@ -531,7 +590,7 @@ static bool claim(Plan *p, int64_t u) {
 // by the machine leaves units to the others; otherwise a thread computes the
 // same part of C in every step (units taken in turn from one counter went to
 // either thread, and the data they read or wrote with them).
-static void gemm_units(Plan *p, int k, PackBuffers *pb) {
+static void gemm_units(Plan *p, int k, PackBuffers *pb, const float *apacked) {
     const Gemm *g = &p->g;
     for (int s = 0; s < p->threads; s++) {
         int seg = (k + s) % p->threads;
@@ -540,40 +599,34 @@ static void gemm_units(Plan *p, int k, PackBuffers *pb) {
             int64_t u = s == 0 ? i : hi - 1 - (i - lo);
             if (!claim(p, u)) continue;
             if (p->by_rows) {
-                int64_t i0 = u * p->unit, i1 = i0 + p->unit < g->M ? i0 + p->unit : g->M;
-                gemm_block(p, i0, i1, 0, g->N, pb->a, pb->b);
+                int64_t i0 = u ? p->row_end[u - 1] : 0, i1 = p->row_end[u], start = now_ns();
+                gemm_block(p, i0, i1, 0, g->N, pb->a, pb->b, apacked);
+                if (k < NNRT_ROW_SPEEDS) {
+                    p->took_rows[k] += i1 - i0;
+                    p->took_ns[k] += now_ns() - start;
+                }
             } else {
                 int64_t j0 = u * p->unit, j1 = j0 + p->unit < g->N ? j0 + p->unit : g->N;
-                gemm_block(p, 0, g->M, j0, j1, pb->a, pb->b);
+                gemm_block(p, 0, g->M, j0, j1, pb->a, pb->b, apacked);
             }
         }
     }
 }
 
 // One thread's part of a product on several threads, all in one
-// parallel_for over [0, threads) (this is thread `begin`): first the MR-row
-// panels of op(A) (every K block: block pc at apacked + pc * mp, the layout of
-// pack_a) taken in turn and packed, then, once every panel is packed, units of
-// columns of C (gemm_units). A thread without packing buffers only packs A;
-// the calling thread always has them.
+// parallel_for over [0, threads) (this is thread `begin`): its units
+// (gemm_units), after packing all of op(A) for them when they are columns.
+// Each thread packs its own copy: the time of packing it twice (2 % of wide's
+// products) is less than what shared panels cost, a barrier and half of them
+// read from the other core's cache (wide's products ran 4-9 % faster at two
+// threads, docs/performance.md section 17). A thread without packing buffers
+// does nothing: the others take its units. The calling thread always has them.
 static void gemm_region(void *ctx, int64_t begin, int64_t end) {
     (void)end;
     Plan *p = ctx;
-    const Gemm *g = &p->g;
-    if (p->apacked) {
-        int64_t panels = p->mp / MR, q;
-        while ((q = atomic_fetch_add_explicit(&p->next_panel, 1, memory_order_relaxed)) < panels) {
-            int64_t i0 = q * MR, rows = g->M - i0 < MR ? g->M - i0 : MR;
-            for (int64_t pc = 0; pc < g->K; pc += p->kcb) {
-                int64_t kc = g->K - pc < p->kcb ? g->K - pc : p->kcb;
-                pack_a(g, i0, rows, pc, kc, p->apacked + pc * p->mp + i0 * kc);
-            }
-            atomic_fetch_add_explicit(&p->panels_done, 1, memory_order_release);
-        }
-        while (atomic_load_explicit(&p->panels_done, memory_order_acquire) < panels) cpu_relax();
-    }
     PackBuffers *pb = thread_buffers();
-    if (pb) gemm_units(p, (int)begin, pb);
+    if (!pb) return;
+    gemm_units(p, (int)begin, pb, p->whole_a ? pack_whole_a(p, pb) : NULL);
 }
 
 void nnrt_sgemm(nnrt_model *rt, int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha,
@@ -630,30 +683,33 @@ void nnrt_sgemm_then(nnrt_model *rt, int ta, int tb, int64_t M, int64_t N, int64
     // a larger op(B) (mnist's first layer, 128 x 784) the step lost a fifth:
     // both cores then hold all of the weight that dW's update writes.
     p.by_rows = then != NULL || (threads > 1 && M >= N && N * K <= ROWS_MAX_B);
-    int64_t blocks = p.by_rows ? (M + MR - 1) / MR : (N + NR - 1) / NR;
-    // A unit of rows reads all of op(B): one unit a thread
-    int64_t per_unit = p.by_rows ? (blocks + threads - 1) / threads : blocks / ((int64_t)threads * UNITS_PER_THREAD);
-    if (per_unit < 1) per_unit = 1;
-    while ((blocks + per_unit - 1) / per_unit > MAX_UNITS) per_unit++;
-    p.unit = per_unit * (p.by_rows ? MR : NR);
     p.threads = threads;
-    p.n_units = (blocks + per_unit - 1) / per_unit;
+    if (p.by_rows) {   // a unit of rows reads all of op(B): one unit a thread, as many as MR-row panels at most
+        int64_t most = (M + MR - 1) / MR;
+        p.n_units = threads < most ? threads : most;
+        if (p.n_units > MAX_UNITS) p.n_units = MAX_UNITS;
+    } else {
+        int64_t blocks = (N + NR - 1) / NR;
+        int64_t per_unit = blocks / ((int64_t)threads * UNITS_PER_THREAD);
+        if (per_unit < 1) per_unit = 1;
+        while ((blocks + per_unit - 1) / per_unit > MAX_UNITS) per_unit++;
+        p.unit = per_unit * NR;
+        p.n_units = (blocks + per_unit - 1) / per_unit;
+    }
     if (threads > 1 && p.n_units > 1) {
-        // Several threads share one packed op(A) (each would otherwise pack
-        // all of it for its columns). Without memory for it: one thread,
-        // which gives the same bits.
-        if (!p.direct && !p.by_rows) p.apacked = shared_a_buffer(pb, p.mp * K);
-        if (p.direct || p.apacked || p.by_rows) {
-            nnrt_parallel_for(rt, gemm_region, &p, threads);
-            return;
-        }
+        // Units of columns all read op(A): each thread packs it once
+        p.whole_a = !p.direct && !p.by_rows;
+        if (p.by_rows) split_rows(&p, rt);
+        nnrt_parallel_for(rt, gemm_region, &p, threads);
+        if (p.by_rows) learn_speeds(rt, &p);
+        return;
     }
 #ifdef NNRT_TRACE
     int64_t start = nnrt_trace_clock();
-    gemm_block(&p, 0, M, 0, N, pb->a, pb->b);
+    gemm_block(&p, 0, M, 0, N, pb->a, pb->b, NULL);
     int64_t end = nnrt_trace_clock();
     nnrt_trace((void *)gemm_region, start, end, end);   // logged as the region it would be
 #else
-    gemm_block(&p, 0, M, 0, N, pb->a, pb->b);
+    gemm_block(&p, 0, M, 0, N, pb->a, pb->b, NULL);
 #endif
 }

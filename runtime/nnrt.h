@@ -21,6 +21,8 @@
 
 typedef struct nnrt_model nnrt_model;
 
+enum { NNRT_ROW_SPEEDS = 16 };   // threads whose speed nnrt_sgemm measures
+
 // Kernels, emitted by codegen (cg_*.c). `scratch` is the per-instance arena of
 // nnrt_desc.scratch_fixed + batch * scratch_per_sample bytes, 64-aligned.
 // `rt` is the instance, for runtime services (threads) only.
@@ -80,6 +82,7 @@ struct nnrt_model {
     size_t   scratch_batch;     // the largest batch the scratch holds
     size_t   scratch_bytes;     // bytes allocated at scratch
     struct nnrt_pool *pool;     // worker threads (threads.c), created on first use; NULL: none
+    float    row_speed[NNRT_ROW_SPEEDS];   // threads' relative speeds in products (gemm.c); 0: unknown
 };
 
 // Generic implementations behind every model's API (runtime/model.c). Bad arguments never

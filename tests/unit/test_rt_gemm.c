@@ -83,10 +83,10 @@ Test(gemm, two_threads_give_the_same_bits_as_one) {
     free(A); free(B); free(C1); free(C2);
 }
 
-// A large op(A) (M * K >= 2^18 floats) is packed once and shared by the
-// threads: the same bits as one thread in every transpose form, with row and
-// column edges and K split into blocks; and the same as the double reference.
-Test(gemm, shared_packing_of_a_gives_the_same_bits_as_one_thread) {
+// Units of columns: each thread packs all of op(A) once for its units. The
+// same bits as one thread in every transpose form, with row and column edges
+// and K split into blocks; and the same as the double reference.
+Test(gemm, packing_all_of_a_on_each_thread_gives_the_same_bits_as_one_thread) {
     int64_t M = 301, N = 97, K = 900;
     for (int form = 0; form < 4; form++) {
         int ta = form & 1, tb = form >> 1;
@@ -207,4 +207,48 @@ Test(gemm, then_sees_each_final_element_once) {
                 }
             free(A), free(B), free(C), free(ref), free(l.seen), free((void *)l.count);
         }
+}
+
+// Split by rows, the threads' stretches follow their speeds (rt->row_speed):
+// with speeds 3 and 1, 96 rows split at row 72, whichever thread computes
+// each stretch (the blocks passed to `then` start at a stretch's first row
+// and go by at most 96 rows). A thread given no rows, and speeds learnt
+// from the product, still give the bits of one thread.
+typedef struct Starts {
+    int64_t      ldc;
+    _Atomic int *at;   // then calls starting at each row
+} Starts;
+
+static void log_start(void *ctx, int64_t begin, int64_t end) {
+    Starts *s = ctx;
+    (void)end;
+    s->at[begin / s->ldc]++;
+}
+
+Test(gemm, rows_split_in_proportion_to_the_threads_speeds) {
+    int64_t M = 96, N = 64, K = 40;
+    float *A = random_matrix(M * K, 31), *B = random_matrix(K * N, 32);
+    float *ref = calloc((size_t)(M * N), sizeof(float));
+    nnrt_sgemm(NULL, 1, 0, M, N, K, 1.0f, A, M, B, N, 0.0f, ref, N);
+    static const float speeds[][2] = { { 3, 1 }, { 1e-6f, 1 }, { 1, 1e-6f } };
+    for (int s = 0; s < 3; s++) {
+        float *C = calloc((size_t)(M * N), sizeof(float));
+        Starts st = { N, calloc((size_t)M, sizeof(int)) };
+        nnrt_model rt = { 0 };
+        rt.threads = 2;
+        rt.row_speed[0] = speeds[s][0], rt.row_speed[1] = speeds[s][1];
+        nnrt_sgemm_then(&rt, 1, 0, M, N, K, 1.0f, A, M, B, N, 0.0f, C, N, log_start, &st);
+        nnrt_pool_destroy(&rt);
+        cr_assert_eq(memcmp(C, ref, (size_t)(M * N) * sizeof(float)), 0, "speeds %d: C", s);
+        if (s == 0) {
+            cr_assert_eq(st.at[0], 1);
+            cr_assert_eq(st.at[72], 1, "no stretch starts at row 72");
+            for (int64_t i = 1; i < M; i++)
+                if (i != 72) cr_assert_eq(st.at[i], 0, "a block starts at row %ld", (long)i);
+        }
+        for (int k = 0; k < 2; k++)   // learnt, or kept when a thread had no rows
+            cr_assert(rt.row_speed[k] > 0 && isfinite(rt.row_speed[k]), "speeds %d: thread %d", s, k);
+        free(C), free((void *)st.at);
+    }
+    free(A), free(B), free(ref);
 }
