@@ -36,7 +36,7 @@
 // (docs/performance.md section 16). Stretches of rows are in proportion to the
 // threads' measured speeds (split_rows).
 //
-// KC, MC, NC, GEMM_DIRECT(_B) and UNITS_PER_THREAD can be set with -D for tuning
+// KC, MC, NC and GEMM_DIRECT(_B) can be set with -D for tuning
 // (docs/performance.md, sections 2 and 9; bench/gemm_shapes.c times them).
 #define _POSIX_C_SOURCE 200809L   // clock_gettime
 #include <pthread.h>
@@ -340,10 +340,7 @@ __attribute__((target("avx512f,fma"))) static void tile_avx512(int rows, int col
 #ifndef GEMM_DIRECT_B
 #define GEMM_DIRECT_B 1   // op(B) = B read in place: 0 never, 1 when ldb is no multiple of 256, 2 always
 #endif
-#ifndef UNITS_PER_THREAD
-#define UNITS_PER_THREAD 2
-#endif
-#define MAX_UNITS 256
+#define MAX_PIECES 256   // threads past it take no part of a product
 #ifndef ROWS_MAX_B
 #define ROWS_MAX_B (1 << 16)   // floats of op(B) each thread packs whole when C is split by rows
 #endif
@@ -357,20 +354,24 @@ typedef struct Plan {
     bool    direct_b;      // op(B) = B read in place, not packed
     int64_t kcb;           // K in equal blocks of at most KC
     int64_t mp;            // rows of op(A) rounded up to whole MR panels
-    bool    whole_a;       // each thread packs all of op(A) once, before its units
-    // Several threads: units of work claimed with atomics (gemm_units), so
-    // that a thread slowed down by the machine takes fewer; which thread
-    // computes a tile never changes its bits. Units are columns of C, or rows
-    // (one unit a thread, op(A) packed by each thread for its own rows:
-    // nothing shared, no barrier) when each finished block goes to `then`
-    // (whole rows of C, so that an update streams whole rows of its weight and
-    // state) or when op(B) is small (nnrt_sgemm_then).
+    bool    whole_a;       // each thread packs all of op(A) once, before its piece
+    // Several threads: one piece of C a thread, in proportion to the threads'
+    // speeds (split_pieces), claimed with an atomic (gemm_pieces) so that a
+    // thread without buffers leaves its piece to another; which thread
+    // computes a tile never changes its bits. A piece is a stretch of C's
+    // positions: by rows, rows of C (op(A) packed by each thread for its own
+    // rows: nothing shared, no barrier), when each finished block goes to
+    // `then` (whole rows of C, so that an update streams whole rows of its
+    // weight and state) or when op(B) is small (nnrt_sgemm_then); otherwise
+    // position b * M + i is row i of C's b-th block of NR columns, so that a
+    // piece is whole blocks of columns and at its ends a block cut between
+    // rows (at a multiple of MR).
     bool             by_rows;
-    int64_t          unit, n_units;   // columns of C per unit; units
-    int64_t          row_end[MAX_UNITS];   // by rows: unit u is rows [row_end[u - 1] or 0, row_end[u])
     int              threads;
-    _Atomic bool     claimed[MAX_UNITS];   // unit u taken by a thread
-    int64_t          took_rows[NNRT_ROW_SPEEDS], took_ns[NNRT_ROW_SPEEDS];   // by rows: thread k's
+    int64_t          n_pieces;
+    int64_t          piece_end[MAX_PIECES];   // piece u is [piece_end[u - 1] or 0, piece_end[u])
+    _Atomic bool     claimed[MAX_PIECES];     // piece u taken by a thread
+    int64_t          took_work[NNRT_SPEED_THREADS], took_ns[NNRT_SPEED_THREADS];   // thread k's positions, time
     nnrt_range_fn    then;        // run on each finished block of C (run_then), or NULL
     void            *then_ctx;
 } Plan;
@@ -541,43 +542,73 @@ static int64_t now_ns(void) {
     return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
 }
 
-// Rows of C for each thread when it is split by rows, in proportion to the
-// threads' speeds in earlier products (rt->row_speed, 0: not measured yet,
-// taken as 1). The two vCPUs of the machine this was tuned on differ by up to
-// 12 % from one minute to the next (another guest on one of the cores): with
-// equal stretches the faster thread then waits at the end of every product,
-// 4-6 % of fashion's step at two threads (docs/performance.md section 17).
-// Which thread computes a row never changes its bits.
-static void split_rows(Plan *p, const nnrt_model *rt) {
-    double speed[MAX_UNITS], total = 0;
-    for (int64_t u = 0; u < p->n_units; u++) {
-        float s = u < NNRT_ROW_SPEEDS ? rt->row_speed[u] : 0;
+float *nnrt_speeds_of(nnrt_model *rt, int ta, int tb, int64_t M, int64_t N, int64_t K, const float *C) {
+    uint64_t key = (uint64_t)(uintptr_t)C;
+    const uint64_t shape[] = { (uint64_t)M, (uint64_t)N, (uint64_t)K, (uint64_t)(ta * 2 + tb) };
+    for (int i = 0; i < 4; i++) key = (key ^ shape[i]) * 0x100000001b3u;   // FNV-1a's prime
+    key |= 1;   // never 0
+    nnrt_speeds *slot = &rt->speeds[0];
+    for (int i = 0; i < NNRT_SPEED_PRODUCTS; i++) {
+        nnrt_speeds *s = &rt->speeds[i];
+        if (s->key == key) {
+            slot = s;
+            break;
+        }
+        if (s->used < slot->used) slot = s;
+    }
+    if (slot->key != key) *slot = (nnrt_speeds){ .key = key };
+    slot->used = ++rt->speed_uses;
+    return slot->speed;
+}
+
+// The pieces of C, in proportion to the threads' speeds in earlier calls of
+// the same product (0: not measured yet, taken as 1). The two vCPUs of the
+// machine this was tuned on differ by up to 15 % from one minute to the next
+// (another guest on one of the cores): with equal pieces the faster thread
+// then waits at the end of every product, 4-6 % of fashion's step at two
+// threads (docs/performance.md section 17). Per product, because a thread's
+// speed depends on it too: on where the product's operands are (its own
+// cache or the other core's). Which thread computes an element of C never
+// changes its bits.
+static void split_pieces(Plan *p, const float *speeds) {
+    const Gemm *g = &p->g;
+    int64_t blocks = (g->N + NR - 1) / NR, positions = p->by_rows ? g->M : blocks * g->M;
+    double speed[MAX_PIECES], total = 0, sum = 0;
+    for (int64_t u = 0; u < p->n_pieces; u++) {
+        float s = u < NNRT_SPEED_THREADS && speeds ? speeds[u] : 0;
         speed[u] = s > 0 ? s : 1;
         total += speed[u];
     }
-    double sum = 0;
-    for (int64_t u = 0; u < p->n_units; u++) {
+    for (int64_t u = 0; u + 1 < p->n_pieces; u++) {
         sum += speed[u];
-        p->row_end[u] = u + 1 == p->n_units ? p->g.M : (int64_t)(p->g.M * (sum / total) + 0.5);
+        double x = positions * (sum / total);
+        if (p->by_rows) {
+            p->piece_end[u] = (int64_t)(x + 0.5);
+            continue;
+        }
+        int64_t b = (int64_t)(x / g->M), i = (int64_t)((x - (double)b * g->M) / MR + 0.5) * MR;
+        if (i >= g->M) b++, i = 0;
+        p->piece_end[u] = b * g->M + i;
     }
+    p->piece_end[p->n_pieces - 1] = positions;
 }
 
-// Each thread's rows per nanosecond in this product, over their mean, moved
-// into rt->row_speed by a quarter: a thread's speed follows the machine within
-// a few products, and one disturbed product moves it little.
-static void learn_speeds(nnrt_model *rt, const Plan *p) {
-    double rate[NNRT_ROW_SPEEDS], mean = 0;
-    int n = 0, t = p->threads < NNRT_ROW_SPEEDS ? p->threads : NNRT_ROW_SPEEDS;
+// Each thread's positions per nanosecond in this product, over their mean,
+// moved into its speed by a quarter: a thread's speed follows the machine
+// within a few steps, and one disturbed product moves it little.
+static void learn_speeds(float *speeds, const Plan *p) {
+    double rate[NNRT_SPEED_THREADS], mean = 0;
+    int n = 0, t = p->threads < NNRT_SPEED_THREADS ? p->threads : NNRT_SPEED_THREADS;
     for (int k = 0; k < t; k++) {
-        rate[k] = p->took_rows[k] > 0 && p->took_ns[k] > 0 ? (double)p->took_rows[k] / (double)p->took_ns[k] : 0;
+        rate[k] = p->took_work[k] > 0 && p->took_ns[k] > 0 ? (double)p->took_work[k] / (double)p->took_ns[k] : 0;
         if (rate[k] > 0) mean += rate[k], n++;
     }
     if (n < 2) return;
     mean /= n;
     for (int k = 0; k < t; k++) {
         if (rate[k] == 0) continue;
-        float s = rt->row_speed[k] > 0 ? rt->row_speed[k] : 1;
-        rt->row_speed[k] = s + 0.25f * ((float)(rate[k] / mean) - s);
+        float s = speeds[k] > 0 ? speeds[k] : 1;
+        speeds[k] = s + 0.25f * ((float)(rate[k] / mean) - s);
     }
 }
 
@@ -585,48 +616,57 @@ static bool claim(Plan *p, int64_t u) {
     return !atomic_exchange_explicit(&p->claimed[u], true, memory_order_relaxed);
 }
 
-// Thread k's units: first its own, the k-th of T equal stretches, in order;
-// then what is left of the others', each from its end. A thread slowed down
-// by the machine leaves units to the others; otherwise a thread computes the
-// same part of C in every step (units taken in turn from one counter went to
-// either thread, and the data they read or wrote with them).
-static void gemm_units(Plan *p, int k, PackBuffers *pb, const float *apacked) {
+// Positions [begin, end) of C: rows, or blocks of columns and the rows of a
+// block cut at either end.
+static void gemm_piece(const Plan *p, int64_t begin, int64_t end, PackBuffers *pb, const float *apacked) {
     const Gemm *g = &p->g;
+    if (p->by_rows) {
+        gemm_block(p, begin, end, 0, g->N, pb->a, pb->b, apacked);
+        return;
+    }
+    while (begin < end) {
+        int64_t b = begin / g->M, i0 = begin % g->M, whole = end / g->M;   // blocks [b, whole) complete
+        if (i0 == 0 && whole > b) {
+            gemm_block(p, 0, g->M, b * NR, whole * NR < g->N ? whole * NR : g->N, pb->a, pb->b, apacked);
+            begin = whole * g->M;
+            continue;
+        }
+        int64_t i1 = end - b * g->M < g->M ? end - b * g->M : g->M;
+        gemm_block(p, i0, i1, b * NR, (b + 1) * NR < g->N ? (b + 1) * NR : g->N, pb->a, pb->b, apacked);
+        begin = b * g->M + i1;
+    }
+}
+
+// Thread k's piece, then any piece left by a thread that had no buffers. So
+// each thread computes the same part of C in every step, and reads and
+// writes the same data.
+static void gemm_pieces(Plan *p, int k, PackBuffers *pb, const float *apacked) {
     for (int s = 0; s < p->threads; s++) {
-        int seg = (k + s) % p->threads;
-        int64_t lo = p->n_units * seg / p->threads, hi = p->n_units * (seg + 1) / p->threads;
-        for (int64_t i = lo; i < hi; i++) {
-            int64_t u = s == 0 ? i : hi - 1 - (i - lo);
-            if (!claim(p, u)) continue;
-            if (p->by_rows) {
-                int64_t i0 = u ? p->row_end[u - 1] : 0, i1 = p->row_end[u], start = now_ns();
-                gemm_block(p, i0, i1, 0, g->N, pb->a, pb->b, apacked);
-                if (k < NNRT_ROW_SPEEDS) {
-                    p->took_rows[k] += i1 - i0;
-                    p->took_ns[k] += now_ns() - start;
-                }
-            } else {
-                int64_t j0 = u * p->unit, j1 = j0 + p->unit < g->N ? j0 + p->unit : g->N;
-                gemm_block(p, 0, g->M, j0, j1, pb->a, pb->b, apacked);
-            }
+        int u = (k + s) % p->threads;
+        if (u >= p->n_pieces || !claim(p, u)) continue;
+        int64_t begin = u ? p->piece_end[u - 1] : 0, end = p->piece_end[u], start = now_ns();
+        gemm_piece(p, begin, end, pb, apacked);
+        if (k < NNRT_SPEED_THREADS) {
+            p->took_work[k] += end - begin;
+            p->took_ns[k] += now_ns() - start;
         }
     }
 }
 
 // One thread's part of a product on several threads, all in one
-// parallel_for over [0, threads) (this is thread `begin`): its units
-// (gemm_units), after packing all of op(A) for them when they are columns.
+// parallel_for over [0, threads) (this is thread `begin`): its piece
+// (gemm_pieces), after packing all of op(A) for it when it is columns.
 // Each thread packs its own copy: the time of packing it twice (2 % of wide's
 // products) is less than what shared panels cost, a barrier and half of them
 // read from the other core's cache (wide's products ran 4-9 % faster at two
 // threads, docs/performance.md section 17). A thread without packing buffers
-// does nothing: the others take its units. The calling thread always has them.
+// does nothing: the others take its piece. The calling thread always has them.
 static void gemm_region(void *ctx, int64_t begin, int64_t end) {
     (void)end;
     Plan *p = ctx;
     PackBuffers *pb = thread_buffers();
     if (!pb) return;
-    gemm_units(p, (int)begin, pb, p->whole_a ? pack_whole_a(p, pb) : NULL);
+    gemm_pieces(p, (int)begin, pb, p->whole_a ? pack_whole_a(p, pb) : NULL);
 }
 
 void nnrt_sgemm(nnrt_model *rt, int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha,
@@ -684,24 +724,18 @@ void nnrt_sgemm_then(nnrt_model *rt, int ta, int tb, int64_t M, int64_t N, int64
     // both cores then hold all of the weight that dW's update writes.
     p.by_rows = then != NULL || (threads > 1 && M >= N && N * K <= ROWS_MAX_B);
     p.threads = threads;
-    if (p.by_rows) {   // a unit of rows reads all of op(B): one unit a thread, as many as MR-row panels at most
-        int64_t most = (M + MR - 1) / MR;
-        p.n_units = threads < most ? threads : most;
-        if (p.n_units > MAX_UNITS) p.n_units = MAX_UNITS;
-    } else {
-        int64_t blocks = (N + NR - 1) / NR;
-        int64_t per_unit = blocks / ((int64_t)threads * UNITS_PER_THREAD);
-        if (per_unit < 1) per_unit = 1;
-        while ((blocks + per_unit - 1) / per_unit > MAX_UNITS) per_unit++;
-        p.unit = per_unit * NR;
-        p.n_units = (blocks + per_unit - 1) / per_unit;
-    }
-    if (threads > 1 && p.n_units > 1) {
-        // Units of columns all read op(A): each thread packs it once
+    // One piece a thread (at most one an MR-row panel, by rows); one thread
+    // for a single block of columns
+    int64_t most = p.by_rows ? (M + MR - 1) / MR : (N + NR - 1) / NR > 1 ? threads : 1;
+    p.n_pieces = threads < most ? threads : most;
+    if (p.n_pieces > MAX_PIECES) p.n_pieces = MAX_PIECES;
+    if (p.n_pieces > 1) {
+        // Columns all read op(A): each thread packs it once
         p.whole_a = !p.direct && !p.by_rows;
-        if (p.by_rows) split_rows(&p, rt);
+        float *speeds = nnrt_speeds_of(rt, ta, tb, M, N, K, C);
+        split_pieces(&p, speeds);
         nnrt_parallel_for(rt, gemm_region, &p, threads);
-        if (p.by_rows) learn_speeds(rt, &p);
+        learn_speeds(speeds, &p);
         return;
     }
 #ifdef NNRT_TRACE

@@ -21,7 +21,14 @@
 
 typedef struct nnrt_model nnrt_model;
 
-enum { NNRT_ROW_SPEEDS = 16 };   // threads whose speed nnrt_sgemm measures
+// The threads' relative speeds in one product on several threads (gemm.c),
+// 0: not measured; the product is known by its shape and C (its call site).
+enum { NNRT_SPEED_THREADS = 16, NNRT_SPEED_PRODUCTS = 16 };
+typedef struct nnrt_speeds {
+    uint64_t key;                          // of the product, 0: unused
+    uint64_t used;                         // when last used (the oldest is replaced)
+    float    speed[NNRT_SPEED_THREADS];    // thread k's
+} nnrt_speeds;
 
 // Kernels, emitted by codegen (cg_*.c). `scratch` is the per-instance arena of
 // nnrt_desc.scratch_fixed + batch * scratch_per_sample bytes, 64-aligned.
@@ -82,7 +89,8 @@ struct nnrt_model {
     size_t   scratch_batch;     // the largest batch the scratch holds
     size_t   scratch_bytes;     // bytes allocated at scratch
     struct nnrt_pool *pool;     // worker threads (threads.c), created on first use; NULL: none
-    float    row_speed[NNRT_ROW_SPEEDS];   // threads' relative speeds in products (gemm.c); 0: unknown
+    nnrt_speeds speeds[NNRT_SPEED_PRODUCTS];   // gemm.c
+    uint64_t    speed_uses;                    // products on several threads so far
 };
 
 // Generic implementations behind every model's API (runtime/model.c). Bad arguments never
@@ -152,5 +160,9 @@ typedef void (*nnrt_range_fn)(void *ctx, int64_t begin, int64_t end);
 NNRT_HIDDEN void nnrt_sgemm_then(nnrt_model *rt, int ta, int tb, int64_t M, int64_t N, int64_t K,
                                  float alpha, const float *A, int64_t lda, const float *B, int64_t ldb,
                                  float beta, float *C, int64_t ldc, nnrt_range_fn then, void *then_ctx);
+// The threads' speeds nnrt_sgemm keeps for the product of this shape into C, found or
+// started (all 0): for tests.
+NNRT_HIDDEN float *nnrt_speeds_of(nnrt_model *rt, int ta, int tb, int64_t M, int64_t N, int64_t K,
+                                  const float *C);
 
 #endif

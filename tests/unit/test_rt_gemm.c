@@ -209,7 +209,7 @@ Test(gemm, then_sees_each_final_element_once) {
         }
 }
 
-// Split by rows, the threads' stretches follow their speeds (rt->row_speed):
+// Split by rows, the threads' stretches follow their speeds in the product:
 // with speeds 3 and 1, 96 rows split at row 72, whichever thread computes
 // each stretch (the blocks passed to `then` start at a stretch's first row
 // and go by at most 96 rows). A thread given no rows, and speeds learnt
@@ -236,7 +236,8 @@ Test(gemm, rows_split_in_proportion_to_the_threads_speeds) {
         Starts st = { N, calloc((size_t)M, sizeof(int)) };
         nnrt_model rt = { 0 };
         rt.threads = 2;
-        rt.row_speed[0] = speeds[s][0], rt.row_speed[1] = speeds[s][1];
+        float *speed = nnrt_speeds_of(&rt, 1, 0, M, N, K, C);
+        speed[0] = speeds[s][0], speed[1] = speeds[s][1];
         nnrt_sgemm_then(&rt, 1, 0, M, N, K, 1.0f, A, M, B, N, 0.0f, C, N, log_start, &st);
         nnrt_pool_destroy(&rt);
         cr_assert_eq(memcmp(C, ref, (size_t)(M * N) * sizeof(float)), 0, "speeds %d: C", s);
@@ -247,8 +248,40 @@ Test(gemm, rows_split_in_proportion_to_the_threads_speeds) {
                 if (i != 72) cr_assert_eq(st.at[i], 0, "a block starts at row %ld", (long)i);
         }
         for (int k = 0; k < 2; k++)   // learnt, or kept when a thread had no rows
-            cr_assert(rt.row_speed[k] > 0 && isfinite(rt.row_speed[k]), "speeds %d: thread %d", s, k);
+            cr_assert(speed[k] > 0 && isfinite(speed[k]), "speeds %d: thread %d", s, k);
         free(C), free((void *)st.at);
     }
     free(A), free(B), free(ref);
+}
+
+// Split by columns, the threads' pieces follow their speeds too, a block of
+// 32 columns cut between rows where a piece ends: with speeds 3 and 1, 4, 1
+// and 3, 1, 1e-6 (one thread given nothing) and 1 then 2 then 3 for three
+// threads, the bits of one thread, in C's 100 rows (not a multiple of 12)
+// and 7 blocks of columns, op(A) packed (lda 256) or read in place.
+Test(gemm, columns_split_in_proportion_to_the_threads_speeds) {
+    int64_t M = 100, N = 200;
+    static const float speeds[][3] = { { 3, 1, 0 }, { 1, 4, 0 }, { 1, 1e-6f, 0 }, { 1, 2, 3 } };
+    for (int lda_case = 0; lda_case < 2; lda_case++) {
+        int64_t K = lda_case ? 256 : 300;
+        float *A = random_matrix(M * K, 41), *B = random_matrix(K * N, 42);
+        float *ref = calloc((size_t)(M * N), sizeof(float));
+        nnrt_sgemm(NULL, 0, 0, M, N, K, 1.0f, A, K, B, N, 0.0f, ref, N);
+        for (int s = 0; s < 4; s++) {
+            float *C = calloc((size_t)(M * N), sizeof(float));
+            nnrt_model rt = { 0 };
+            rt.threads = s == 3 ? 3 : 2;
+            float *speed = nnrt_speeds_of(&rt, 0, 0, M, N, K, C);
+            for (int k = 0; k < 3; k++) speed[k] = speeds[s][k];
+            for (int rep = 0; rep < 3; rep++) {   // the speeds it learns move the pieces
+                memset(C, 0, (size_t)(M * N) * sizeof(float));
+                nnrt_sgemm(&rt, 0, 0, M, N, K, 1.0f, A, K, B, N, 0.0f, C, N);
+                cr_assert_eq(memcmp(C, ref, (size_t)(M * N) * sizeof(float)), 0, "lda %ld speeds %d call %d",
+                             (long)K, s, rep);
+            }
+            nnrt_pool_destroy(&rt);
+            free(C);
+        }
+        free(A), free(B), free(ref);
+    }
 }
