@@ -17,24 +17,22 @@
 // op(A) = A (then) and op(B) = B^T are packed through 16 x 16 register
 // transposes.
 //
-// Threads: one parallel_for per product. Each thread first packs all of op(A)
-// into its own buffer (unless it is read in place), then takes units of
-// columns of C (about 2 per thread, multiples of NR): each its own stretch of
-// units first, then what is left of the others' (gemm_units), so that a thread
-// slowed down by the rest of the machine takes fewer, and otherwise each
-// thread computes the same part of C every step. Each element of C is computed by one thread
-// with the same operations in the same order whatever the thread count or the
-// units it took, so results are bit-for-bit the same with 1 or N threads.
+// Threads: one parallel_for per product, one piece of C a thread, in
+// proportion to the speed each thread showed in the earlier calls of the
+// product (split_pieces): a piece of rows, or of NR-column blocks (each thread
+// then packs all of op(A) into its own buffer, unless it is read in place).
+// Each element of C is computed by one thread with the same operations in the
+// same order whatever the thread count or the piece it fell in, so results
+// are bit-for-bit the same with 1 or N threads.
 //
 // nnrt_sgemm_then also hands each block of C, once final (after its last K
 // block), to a function of the caller: the generated train step passes the
 // optimiser's update of a weight there, so that the update reads dW from the
 // cache of the thread that computed it, instead of from memory (and half of
-// it from the other core's cache) in a loop after the product. Its units are
-// rows of C, one per thread: the update then streams whole rows of the weight
-// and its state, and each thread updates the same rows every step
-// (docs/performance.md section 16). Stretches of rows are in proportion to the
-// threads' measured speeds (split_rows).
+// it from the other core's cache) in a loop after the product. Its pieces are
+// rows of C: the update then streams whole rows of the weight and its state,
+// and each thread updates about the same rows every step (docs/performance.md
+// sections 16 and 17).
 //
 // KC, MC, NC and GEMM_DIRECT(_B) can be set with -D for tuning
 // (docs/performance.md, sections 2 and 9; bench/gemm_shapes.c times them).
@@ -129,13 +127,26 @@ __attribute__((target("avx512f"))) static void pack_transposed(const float *src,
     }
 }
 
+// Rows of a source read PREFETCH_ROWS ahead: they are often 4 KB apart, a
+// new page each, where the hardware prefetchers stop, and at two threads half
+// of them are in the other core's cache (hundreds of ns each on the VM this
+// was tuned on).
+#ifndef PREFETCH_ROWS
+#define PREFETCH_ROWS 16
+#endif
+
 // out[k * MR + r] = src[k * lds + r] for r < rows, 0 for rows <= r < MR: one
 // masked 16-lane load and store per k.
 __attribute__((target("avx512f"))) static void pack_rows12(const float *src, int64_t lds, int rows, int64_t kc,
                                                            float *out) {
     __mmask16 keep = (__mmask16)((1u << rows) - 1), all = (__mmask16)((1u << MR) - 1);
-    for (int64_t k = 0; k < kc; k++)
+    for (int64_t k = 0; k < kc; k++) {
+        if (k + PREFETCH_ROWS < kc) {
+            _mm_prefetch((const char *)(src + (k + PREFETCH_ROWS) * lds), _MM_HINT_T0);
+            _mm_prefetch((const char *)(src + (k + PREFETCH_ROWS) * lds + MR - 1), _MM_HINT_T0);
+        }
         _mm512_mask_storeu_ps(out + k * MR, all, _mm512_maskz_loadu_ps(keep, src + k * lds));
+    }
 }
 
 // out[k * NR + c] = src[k * lds + c] for c < cols, 0 for cols <= c < NR.
@@ -144,6 +155,10 @@ __attribute__((target("avx512f"))) static void pack_cols32(const float *src, int
     __mmask16 m0 = (__mmask16)(cols >= 16 ? 0xffff : (1u << cols) - 1);
     __mmask16 m1 = (__mmask16)(cols >= 32 ? 0xffff : cols > 16 ? (1u << (cols - 16)) - 1 : 0);
     for (int64_t k = 0; k < kc; k++) {
+        if (k + PREFETCH_ROWS < kc) {
+            _mm_prefetch((const char *)(src + (k + PREFETCH_ROWS) * lds), _MM_HINT_T0);
+            _mm_prefetch((const char *)(src + (k + PREFETCH_ROWS) * lds + NR - 1), _MM_HINT_T0);
+        }
         _mm512_store_ps(out + k * NR, _mm512_maskz_loadu_ps(m0, src + k * lds));
         _mm512_store_ps(out + k * NR + 16, _mm512_maskz_loadu_ps(m1, src + k * lds + 16));
     }
@@ -542,6 +557,8 @@ static int64_t now_ns(void) {
     return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
 }
 
+// The slot of the product's key (its shape and C), or the least recently used
+// slot, started again.
 float *nnrt_speeds_of(nnrt_model *rt, int ta, int tb, int64_t M, int64_t N, int64_t K, const float *C) {
     uint64_t key = (uint64_t)(uintptr_t)C;
     const uint64_t shape[] = { (uint64_t)M, (uint64_t)N, (uint64_t)K, (uint64_t)(ta * 2 + tb) };
@@ -575,7 +592,7 @@ static void split_pieces(Plan *p, const float *speeds) {
     int64_t blocks = (g->N + NR - 1) / NR, positions = p->by_rows ? g->M : blocks * g->M;
     double speed[MAX_PIECES], total = 0, sum = 0;
     for (int64_t u = 0; u < p->n_pieces; u++) {
-        float s = u < NNRT_SPEED_THREADS && speeds ? speeds[u] : 0;
+        float s = u < NNRT_SPEED_THREADS ? speeds[u] : 0;
         speed[u] = s > 0 ? s : 1;
         total += speed[u];
     }
@@ -595,7 +612,9 @@ static void split_pieces(Plan *p, const float *speeds) {
 
 // Each thread's positions per nanosecond in this product, over their mean,
 // moved into its speed by a quarter: a thread's speed follows the machine
-// within a few steps, and one disturbed product moves it little.
+// within a few steps, and one disturbed product moves it little. Kept within
+// [1/4, 4], so that a thread the host stopped for a while is never left
+// without rows to measure its speed on.
 static void learn_speeds(float *speeds, const Plan *p) {
     double rate[NNRT_SPEED_THREADS], mean = 0;
     int n = 0, t = p->threads < NNRT_SPEED_THREADS ? p->threads : NNRT_SPEED_THREADS;
@@ -608,7 +627,8 @@ static void learn_speeds(float *speeds, const Plan *p) {
     for (int k = 0; k < t; k++) {
         if (rate[k] == 0) continue;
         float s = speeds[k] > 0 ? speeds[k] : 1;
-        speeds[k] = s + 0.25f * ((float)(rate[k] / mean) - s);
+        s += 0.25f * ((float)(rate[k] / mean) - s);
+        speeds[k] = s < 0.25f ? 0.25f : s > 4 ? 4 : s;
     }
 }
 
@@ -637,9 +657,9 @@ static void gemm_piece(const Plan *p, int64_t begin, int64_t end, PackBuffers *p
     }
 }
 
-// Thread k's piece, then any piece left by a thread that had no buffers. So
-// each thread computes the same part of C in every step, and reads and
-// writes the same data.
+// Thread k's piece, then any piece left by a thread that had no buffers. A
+// thread's piece moves only as the speeds do, so from one step to the next a
+// thread reads and writes about the same data.
 static void gemm_pieces(Plan *p, int k, PackBuffers *pb, const float *apacked) {
     for (int s = 0; s < p->threads; s++) {
         int u = (k + s) % p->threads;
@@ -656,10 +676,10 @@ static void gemm_pieces(Plan *p, int k, PackBuffers *pb, const float *apacked) {
 // One thread's part of a product on several threads, all in one
 // parallel_for over [0, threads) (this is thread `begin`): its piece
 // (gemm_pieces), after packing all of op(A) for it when it is columns.
-// Each thread packs its own copy: the time of packing it twice (2 % of wide's
-// products) is less than what shared panels cost, a barrier and half of them
-// read from the other core's cache (wide's products ran 4-9 % faster at two
-// threads, docs/performance.md section 17). A thread without packing buffers
+// Each thread packs its own copy: packing it on each thread costs less than
+// shared panels did, with their barrier and half of them read from the other
+// core's cache (wide's products ran 4-9 % faster at two threads,
+// docs/performance.md section 17). A thread without packing buffers
 // does nothing: the others take its piece. The calling thread always has them.
 static void gemm_region(void *ctx, int64_t begin, int64_t end) {
     (void)end;
