@@ -386,6 +386,7 @@ typedef struct Plan {
     int64_t          n_pieces;
     int64_t          piece_end[MAX_PIECES];   // piece u is [piece_end[u - 1] or 0, piece_end[u])
     _Atomic bool     claimed[MAX_PIECES];     // piece u taken by a thread
+    int64_t          start_ns;                // when the caller started the threads
     int64_t          took_work[NNRT_SPEED_THREADS], took_ns[NNRT_SPEED_THREADS];   // thread k's positions, time
     nnrt_range_fn    then;        // run on each finished block of C (run_then), or NULL
     void            *then_ctx;
@@ -612,7 +613,10 @@ static void split_pieces(Plan *p, const float *speeds) {
 
 // Each thread's positions per nanosecond in this product, over their mean,
 // moved into its speed by a quarter: a thread's speed follows the machine
-// within a few steps, and one disturbed product moves it little. Kept within
+// within a few steps, and one disturbed product moves it little. The time is
+// from the start of the product to the thread's end: with the time it took
+// to wake up and to pack op(A), so that the threads' pieces converge to where
+// they end together (a worker woken from sleep starts tens of µs late). Kept within
 // [1/4, 4], so that a thread the host stopped for a while is never left
 // without rows to measure its speed on.
 static void learn_speeds(float *speeds, const Plan *p) {
@@ -664,11 +668,11 @@ static void gemm_pieces(Plan *p, int k, PackBuffers *pb, const float *apacked) {
     for (int s = 0; s < p->threads; s++) {
         int u = (k + s) % p->threads;
         if (u >= p->n_pieces || !claim(p, u)) continue;
-        int64_t begin = u ? p->piece_end[u - 1] : 0, end = p->piece_end[u], start = now_ns();
+        int64_t begin = u ? p->piece_end[u - 1] : 0, end = p->piece_end[u];
         gemm_piece(p, begin, end, pb, apacked);
         if (k < NNRT_SPEED_THREADS) {
             p->took_work[k] += end - begin;
-            p->took_ns[k] += now_ns() - start;
+            p->took_ns[k] = now_ns() - p->start_ns;
         }
     }
 }
@@ -754,6 +758,7 @@ void nnrt_sgemm_then(nnrt_model *rt, int ta, int tb, int64_t M, int64_t N, int64
         p.whole_a = !p.direct && !p.by_rows;
         float *speeds = nnrt_speeds_of(rt, ta, tb, M, N, K, C);
         split_pieces(&p, speeds);
+        p.start_ns = now_ns();
         nnrt_parallel_for(rt, gemm_region, &p, threads);
         learn_speeds(speeds, &p);
         return;
