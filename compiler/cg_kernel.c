@@ -476,8 +476,8 @@ typedef struct GroupArg {
     NodeId        stored;   // a deferred dW already stored in its buffer (c->epi_gemm), or 0
 } GroupArg;
 
-// The group's members at the flat indices [begin, end); with `stored`, the
-// value of the deferred dW read from its buffer (nnrt_sgemm_then's callback).
+// One loop of the group's members over the flat indices [begin, end); with
+// `stored`, the value of the deferred dW read from its buffer.
 static void group_loop(Cg *c, LLVMValueRef begin, LLVMValueRef end, const GroupArg *ga) {
     Iter it = { .is = node(c, ga->ids[0])->shape, .flat = true };
     CgLoop l;
@@ -493,36 +493,42 @@ static void group_loop(Cg *c, LLVMValueRef begin, LLVMValueRef end, const GroupA
     cg_loop_end(c, &l);
 }
 
+enum { GROUP_CHUNK = 1024 };   // floats of a weight's update between prefetches
+
+static LLVMValueRef min_i(Cg *c, LLVMValueRef a, LLVMValueRef b) {
+    return LLVMBuildSelect(c->b, LLVMBuildICmp(c->b, LLVMIntSLT, a, b, ""), a, b, "");
+}
+
+// (x + d - 1) / d for x >= 0
+static LLVMValueRef ceil_div(Cg *c, LLVMValueRef x, int64_t d) {
+    return LLVMBuildUDiv(c->b, LLVMBuildAdd(c->b, x, cg_i(c, d - 1), ""), cg_i(c, d), "");
+}
+
 // A request for ownership of each line (16 floats) of the weights the group
 // writes, at the flat indices [begin, end).
 static void prefetch_weights(Cg *c, LLVMValueRef begin, LLVMValueRef end, const GroupArg *ga) {
     CgLoop l;
-    LLVMValueRef lines = LLVMBuildUDiv(c->b, LLVMBuildAdd(c->b, LLVMBuildSub(c->b, end, begin, ""), cg_i(c, 15), ""),
-                                       cg_i(c, 16), "");
-    LLVMValueRef at = LLVMBuildAdd(c->b, begin, LLVMBuildMul(c->b, cg_loop_begin(c, &l, lines, "pf"), cg_i(c, 16), ""), "");
+    LLVMValueRef line = cg_loop_begin(c, &l, ceil_div(c, LLVMBuildSub(c->b, end, begin, ""), 16), "pf");
+    LLVMValueRef at = LLVMBuildAdd(c->b, begin, LLVMBuildMul(c->b, line, cg_i(c, 16), ""), "");
     for (int k = 0; k < ga->n; k++) {
         NodeId id = ga->ids[k];
         if (c->kp->storage[id] != CG_ST_DEST || c->kp->dest_kind[id] != CG_DEST_PARAM)
             continue;
-        LLVMValueRef args[] = { cg_gep(c, c->base[id], at), LLVMConstInt(c->i32, 1, 0), LLVMConstInt(c->i32, 3, 0),
-                                LLVMConstInt(c->i32, 1, 0) };
+        LLVMValueRef args[] = { cg_gep(c, c->base[id], at), LLVMConstInt(c->i32, 1, 0),   // for writing,
+                                LLVMConstInt(c->i32, 3, 0), LLVMConstInt(c->i32, 1, 0) };   // into L1, data
         cg_intrinsic(c, "llvm.prefetch", args, 4);
     }
     cg_loop_end_plain(c, &l);
 }
 
-// In nnrt_sgemm_then's callback (`stored`) the group runs by chunks, each
-// after a request for the next one's weight lines: the weight was often read
-// by the other core since its last update (by a product split by samples,
-// which reads all of it), so that each store would otherwise wait for its line
-// to come back from there (hundreds of ns on the VM this was tuned on; fashion
-// b256's dW2 update took 6 times the CPU time at two threads it took at one,
+// The group's members at the flat indices [begin, end) (cg_parallel's body).
+// In nnrt_sgemm_then's callback (`stored`) it runs by chunks, each after a
+// request for the next chunk's weight lines: the weight was often read by the
+// other core since its last update (by a product split by samples, which reads
+// all of it), so that each store would otherwise wait for its line to come
+// back from there (hundreds of ns on the VM this was tuned on; fashion b256's
+// dW2 update took 6 times the CPU time at two threads it took at one,
 // docs/performance.md section 17).
-enum { GROUP_CHUNK = 1024 };   // floats
-static LLVMValueRef min_i(Cg *c, LLVMValueRef a, LLVMValueRef b) {
-    return LLVMBuildSelect(c->b, LLVMBuildICmp(c->b, LLVMIntSLT, a, b, ""), a, b, "");
-}
-
 static void group_range(Cg *c, LLVMValueRef begin, LLVMValueRef end, void *arg) {
     const GroupArg *ga = arg;
     if (!ga->stored) {
@@ -530,9 +536,8 @@ static void group_range(Cg *c, LLVMValueRef begin, LLVMValueRef end, void *arg) 
         return;
     }
     CgLoop l;
-    LLVMValueRef n = LLVMBuildSub(c->b, end, begin, "");
-    LLVMValueRef chunks = LLVMBuildUDiv(c->b, LLVMBuildAdd(c->b, n, cg_i(c, GROUP_CHUNK - 1), ""), cg_i(c, GROUP_CHUNK), "");
-    LLVMValueRef lo = LLVMBuildAdd(c->b, begin, LLVMBuildMul(c->b, cg_loop_begin(c, &l, chunks, "gc"), cg_i(c, GROUP_CHUNK), ""), "");
+    LLVMValueRef chunk = cg_loop_begin(c, &l, ceil_div(c, LLVMBuildSub(c->b, end, begin, ""), GROUP_CHUNK), "gc");
+    LLVMValueRef lo = LLVMBuildAdd(c->b, begin, LLVMBuildMul(c->b, chunk, cg_i(c, GROUP_CHUNK), ""), "");
     LLVMValueRef hi = min_i(c, LLVMBuildAdd(c->b, lo, cg_i(c, GROUP_CHUNK), ""), end);
     prefetch_weights(c, hi, min_i(c, LLVMBuildAdd(c->b, hi, cg_i(c, GROUP_CHUNK), ""), end), ga);
     group_loop(c, lo, hi, ga);
