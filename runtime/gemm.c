@@ -539,7 +539,7 @@ static float *whole_a_buffer(PackBuffers *pb, int64_t floats) {
     return pb->whole;
 }
 
-// All of op(A) into this thread's buffer: block pc at + pc * mp, the layout of
+// All of op(A) into this thread's buffer: K block pc at out + pc * mp, the layout of
 // pack_a. NULL without memory (gemm_block then packs as it goes).
 static const float *pack_whole_a(const Plan *p, PackBuffers *pb) {
     const Gemm *g = &p->g;

@@ -83,7 +83,7 @@ Test(gemm, two_threads_give_the_same_bits_as_one) {
     free(A); free(B); free(C1); free(C2);
 }
 
-// Units of columns: each thread packs all of op(A) once for its units. The
+// Split by columns, each thread packs all of op(A) once for its piece. The
 // same bits as one thread in every transpose form, with row and column edges
 // and K split into blocks; and the same as the double reference.
 Test(gemm, packing_all_of_a_on_each_thread_gives_the_same_bits_as_one_thread) {
@@ -111,9 +111,10 @@ Test(gemm, packing_all_of_a_on_each_thread_gives_the_same_bits_as_one_thread) {
 
 // Padded leading dimensions (op(A) = A and op(B) = B read in place when their
 // rows are not a multiple of 1 KB apart, packed otherwise), edge tiles in both
-// directions, alpha != 1 and beta = 1: 2 and 3 threads (work handed out in
-// units of columns, or of rows when op(B) is small) give the bits of one
-// thread, and one thread matches the double reference.
+// directions, alpha != 1 and beta = 1: 2 and 3 threads (one piece of C each:
+// blocks of columns, one of them cut between rows where a piece ends, or rows
+// when op(B) is small) give the bits of one thread, and one thread matches the
+// double reference.
 Test(gemm, any_thread_count_gives_the_same_bits_in_every_form) {
     static const int64_t sizes[][4] = {   // M, N, K, padding of the leading dimensions
         { 37, 200, 300, 5 }, { 256, 130, 784, 0 }, { 25, 97, 256, 0 }, { 130, 70, 1024, 0 }, { 13, 1030, 40, 3 },
@@ -255,10 +256,11 @@ Test(gemm, rows_split_in_proportion_to_the_threads_speeds) {
 }
 
 // Split by columns, the threads' pieces follow their speeds too, a block of
-// 32 columns cut between rows where a piece ends: with speeds 3 and 1, 4, 1
-// and 3, 1, 1e-6 (one thread given nothing) and 1 then 2 then 3 for three
-// threads, the bits of one thread, in C's 100 rows (not a multiple of 12)
-// and 7 blocks of columns, op(A) packed (lda 256) or read in place.
+// 32 columns cut between rows where a piece ends: with speeds (3, 1), (1, 4),
+// (1, 1e-6) (one thread given nothing) and (1, 2, 3) for three threads, and
+// with the speeds each call learns, the bits of one thread; C has 100 rows
+// (not a multiple of 12) and 7 blocks of columns; op(A) packed (lda 256) or
+// read in place.
 Test(gemm, columns_split_in_proportion_to_the_threads_speeds) {
     int64_t M = 100, N = 200;
     static const float speeds[][3] = { { 3, 1, 0 }, { 1, 4, 0 }, { 1, 1e-6f, 0 }, { 1, 2, 3 } };
