@@ -281,7 +281,12 @@ Test(gemm, columns_split_in_proportion_to_the_threads_speeds) {
                 cr_assert_eq(memcmp(C, ref, (size_t)(M * N) * sizeof(float)), 0, "lda %ld speeds %d call %d",
                              (long)K, s, rep);
             }
-            // learnt: a thread's measured rate is under twice the two threads' mean
+            // Learnt, once both threads have taken part in a call (a thread's rate
+            // is under twice the mean, so 3 falls). A late worker can leave its
+            // piece to the caller, and nothing is then learnt: calls are repeated
+            // for up to two seconds, for a loaded machine.
+            for (int rep = 0; s == 0 && speed[0] >= 3.0f && rep < 20000; rep++)
+                nnrt_sgemm(&rt, 0, 0, M, N, K, 1.0f, A, K, B, N, 0.0f, C, N);
             if (s == 0) cr_assert_lt(speed[0], 3.0f, "lda %ld: speeds not learnt", (long)K);
             nnrt_pool_destroy(&rt);
             free(C);
