@@ -644,6 +644,7 @@ static bool claim(Plan *p, int64_t u) {
 // block cut at either end.
 static void gemm_piece(const Plan *p, int64_t begin, int64_t end, PackBuffers *pb, const float *apacked) {
     const Gemm *g = &p->g;
+    if (begin == end) return;   // an empty piece: gemm_block would still pack op(B)
     if (p->by_rows) {
         gemm_block(p, begin, end, 0, g->N, pb->a, pb->b, apacked);
         return;
