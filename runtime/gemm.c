@@ -36,14 +36,12 @@
 //
 // KC, MC, NC and GEMM_DIRECT(_B) can be set with -D for tuning
 // (docs/performance.md, sections 2 and 9; bench/gemm_shapes.c times them).
-#define _POSIX_C_SOURCE 200809L   // clock_gettime
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "nnrt.h"
 
@@ -552,12 +550,6 @@ static const float *pack_whole_a(const Plan *p, PackBuffers *pb) {
     return out;
 }
 
-static int64_t now_ns(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
-}
-
 // The slot of the product's key (its shape and C), or the least recently used
 // slot, started again.
 float *nnrt_speeds_of(nnrt_model *rt, int ta, int tb, int64_t M, int64_t N, int64_t K, const float *C) {
@@ -673,7 +665,7 @@ static void gemm_pieces(Plan *p, int k, PackBuffers *pb, const float *apacked) {
         gemm_piece(p, begin, end, pb, apacked);
         if (k < NNRT_SPEED_THREADS) {
             p->took_work[k] += end - begin;
-            p->took_ns[k] = now_ns() - p->start_ns;
+            p->took_ns[k] = nnrt_clock_ns() - p->start_ns;
         }
     }
 }
@@ -749,9 +741,11 @@ void nnrt_sgemm_then(nnrt_model *rt, int ta, int tb, int64_t M, int64_t N, int64
     // both cores then hold all of the weight that dW's update writes.
     p.by_rows = then != NULL || (threads > 1 && M >= N && N * K <= ROWS_MAX_B);
     p.threads = threads;
-    // One piece a thread (at most one an MR-row panel, by rows); one thread
-    // for a single block of columns
-    int64_t most = p.by_rows ? (M + MR - 1) / MR : (N + NR - 1) / NR > 1 ? threads : 1;
+    // One piece a thread; by rows, no more pieces than MR-row panels; by
+    // columns, one thread for a single block of NR columns
+    int64_t most = threads;
+    if (p.by_rows) most = (M + MR - 1) / MR;
+    else if (N <= NR) most = 1;
     p.n_pieces = threads < most ? threads : most;
     if (p.n_pieces > MAX_PIECES) p.n_pieces = MAX_PIECES;
     if (p.n_pieces > 1) {
@@ -759,15 +753,15 @@ void nnrt_sgemm_then(nnrt_model *rt, int ta, int tb, int64_t M, int64_t N, int64
         p.whole_a = !p.direct && !p.by_rows;
         float *speeds = nnrt_speeds_of(rt, ta, tb, M, N, K, C);
         split_pieces(&p, speeds);
-        p.start_ns = now_ns();
+        p.start_ns = nnrt_clock_ns();
         nnrt_parallel_for(rt, gemm_region, &p, threads);
         learn_speeds(speeds, &p);
         return;
     }
 #ifdef NNRT_TRACE
-    int64_t start = nnrt_trace_clock();
+    int64_t start = nnrt_clock_ns();
     gemm_block(&p, 0, M, 0, N, pb->a, pb->b, NULL);
-    int64_t end = nnrt_trace_clock();
+    int64_t end = nnrt_clock_ns();
     nnrt_trace((void *)gemm_region, start, end, end);   // logged as the region it would be
 #else
     gemm_block(&p, 0, M, 0, N, pb->a, pb->b, NULL);

@@ -138,10 +138,10 @@ NNRT_HIDDEN int nnrt_load_buffer(void *m, const void *buf, size_t size);
 NNRT_HIDDEN void nnrt_parallel_for(nnrt_model *m, void (*fn)(void *ctx, int64_t begin, int64_t end),
                                    void *ctx, int64_t n);
 NNRT_HIDDEN void nnrt_pool_destroy(nnrt_model *m);   // joins the workers; m->pool = NULL
+NNRT_HIDDEN int64_t nnrt_clock_ns(void);   // a monotonic clock, in nanoseconds
 #ifdef NNRT_TRACE
 // Built with -DNNRT_TRACE: a log of the parallel regions and products (runtime/threads.c).
-NNRT_HIDDEN int64_t nnrt_trace_clock(void);   // nanoseconds
-NNRT_HIDDEN void    nnrt_trace(void *fn, int64_t start, int64_t own, int64_t end);
+NNRT_HIDDEN void nnrt_trace(void *fn, int64_t start, int64_t own, int64_t end);
 #endif
 
 // Matrix products (runtime/gemm.c): C[M,N] = alpha * op(A) op(B) + beta * C, row-major,

@@ -5,13 +5,18 @@
 // k runs chunk k. The pool starts on the first parallel_for with T > 1 and lives until
 // set_threads changes the count or the model is destroyed. If threads cannot be started,
 // the chunks run one after the other on the caller's thread (same split, same result).
-#ifdef NNRT_TRACE
-#define _GNU_SOURCE   // dladdr
-#endif
+#define _GNU_SOURCE   // clock_gettime; dladdr for the trace
 #include <pthread.h>
 #include <stdatomic.h>
+#include <time.h>
 
 #include "nnrt.h"
+
+int64_t nnrt_clock_ns(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
+}
 
 #ifdef NNRT_TRACE
 // A runtime built with -DNNRT_TRACE logs every parallel region of the calling
@@ -22,17 +27,10 @@
 #include <dlfcn.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <time.h>
 
 enum { TRACE_MAX = 1 << 20 };
 static struct { void *fn; int64_t start, own, end; } trace_log[TRACE_MAX];
 static int64_t trace_n;
-
-int64_t nnrt_trace_clock(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
-}
 
 void nnrt_trace(void *fn, int64_t start, int64_t own, int64_t end) {
     if (trace_n == TRACE_MAX) return;
@@ -53,7 +51,7 @@ __attribute__((destructor)) static void trace_write(void) {
     }
     fclose(f);
 }
-#define TRACE_CLOCK() nnrt_trace_clock()
+#define TRACE_CLOCK() nnrt_clock_ns()
 #else
 #define TRACE_CLOCK() 0
 #define nnrt_trace(fn, start, own, end) ((void)(start), (void)(own))
