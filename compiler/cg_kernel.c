@@ -446,18 +446,22 @@ static bool lanes_leaf(Cg *c, const Node *nd, void *arg) {
 
 static bool lanes_ok(Cg *c, NodeId id, int64_t n) { return each_leaf(c, id, true, lanes_leaf, &n); }
 
-// W @ x and the elementwise chain over it (bias, activation) as one GEMM:
-// C[b][i] = sum_p X[b][p] W[i][p], each finished C[b][i] through the chain.
+// W @ x or x @ W and the elementwise chain over it (bias and activation, or
+// an activation's derivative) as one GEMM: C[b][i] = sum_p X[b][p] W[i][p]
+// (W @ x) or sum_p X[b][p] W[p][i] (x @ W), each finished C[b][i] through
+// the chain.
 static void emit_matmul_epilogue(Cg *c, NodeId id, NodeId mm) {
     const Node *nd = node(c, mm);
-    NodeId w = nd->arg[0], x = nd->arg[1];
-    int64_t M = node(c, w)->shape.dim[0], K = node(c, w)->shape.dim[1];
+    bool x_first = node(c, nd->arg[0])->shape.rank == 1;
+    NodeId w = nd->arg[x_first ? 1 : 0], x = nd->arg[x_first ? 0 : 1];
+    Shape ws = node(c, w)->shape;
+    int64_t N = x_first ? ws.dim[1] : ws.dim[0], K = x_first ? ws.dim[0] : ws.dim[1];
     if (!c->base[w] || !c->base[x])
         cg_bug(c, "fused product %%%u without operand buffers", mm);
-    CgGemm g = { .m = c->batch, .n = cg_i(c, M), .k = cg_i(c, K), .a = c->base[x], .b = c->base[w],
-                 .a_rs = K, .a_cs = 1, .b_rs = 1, .b_cs = K, .c_rs = M,
+    CgGemm g = { .m = c->batch, .n = cg_i(c, N), .k = cg_i(c, K), .a = c->base[x], .b = c->base[w],
+                 .a_rs = K, .a_cs = 1, .b_rs = x_first ? N : 1, .b_cs = x_first ? 1 : K, .c_rs = N,
                  .epilogue = epilogue_store, .epi_node = id, .epi_parallel = true };
-    if (lanes_ok(c, id, M))
+    if (lanes_ok(c, id, N))
         g.epilogue_vec = epilogue_store_lanes;
     cg_emit_matmul(c, &g);
 }

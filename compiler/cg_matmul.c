@@ -96,6 +96,14 @@ static LLVMValueRef vfma(Cg *c, LLVMValueRef a, LLVMValueRef b, LLVMValueRef acc
 
 static LLVMValueRef mul_i(Cg *c, LLVMValueRef v, int64_t k) { return LLVMBuildMul(c->b, v, cg_i(c, k), ""); }
 
+static LLVMValueRef smin(Cg *c, LLVMValueRef a, LLVMValueRef b) {
+    return LLVMBuildSelect(c->b, LLVMBuildICmp(c->b, LLVMIntSLT, a, b, ""), a, b, "");
+}
+
+static LLVMValueRef smax(Cg *c, LLVMValueRef a, LLVMValueRef b) {
+    return LLVMBuildSelect(c->b, LLVMBuildICmp(c->b, LLVMIntSGT, a, b, ""), a, b, "");
+}
+
 // The epilogue over C's rows [i0, i1) and columns [j0, j1), C already
 // holding the finished products (edges of the blocked kernels).
 static void epilogue_region(Cg *c, const CgGemm *g, LLVMValueRef i0, LLVMValueRef i1, LLVMValueRef j0,
@@ -675,6 +683,17 @@ static void emit_dw_update(Cg *c, const CgGemm *g) {
     epilogue_region(c, g, cg_i(c, 0), g->m, cg_i(c, 0), g->n);
 }
 
+// A product without epilogue: the blocked kernels, else plain loops.
+static void emit_plain(Cg *c, const CgGemm *g) {
+    if (c->nc->opt.opt_level >= 2 && (gemm_axpy_blocked(c, g) || gemm_dot_blocked(c, g)))
+        return;
+    bool n_is_1 = LLVMIsAConstantInt(g->n) && LLVMConstIntGetSExtValue(g->n) == 1;   // unblocked forms
+    if (g->b_cs == 1 && !(n_is_1 && g->a_cs == 1 && g->b_rs == 1))
+        gemm_axpy(c, g);
+    else
+        gemm_dot(c, g);      // any strides; vectorises when a_cs == b_rs == 1
+}
+
 static void emit_inline(Cg *c, const CgGemm *g) {
     LLVMValueRef cbuf;
     int64_t ldc;
@@ -683,15 +702,14 @@ static void emit_inline(Cg *c, const CgGemm *g) {
         return;
     }
     if (g->epilogue && c->nc->opt.opt_level >= 2 && epilogue_buffer(c, g, &cbuf, &ldc)) {
-        // The blocked dot kernel stores plain sums, then the epilogue runs as its
-        // own vector loop: inside the kernel it ran on 4 elements at a time.
+        // The blocked kernels store plain sums, then the epilogue runs as its
+        // own vector loop: inside the dot kernel it ran on 4 elements at a time.
         CgGemm raw = *g;
         raw.epilogue = NULL;
         raw.c = cbuf;
         raw.c_rs = ldc;
         raw.accumulate = false;
-        if (!gemm_dot_blocked(c, &raw))
-            gemm_dot(c, &raw);
+        emit_plain(c, &raw);
         epilogue_loop(c, g, cbuf, ldc, false);
         return;
     }
@@ -700,13 +718,7 @@ static void emit_inline(Cg *c, const CgGemm *g) {
             gemm_dot(c, g);
         return;
     }
-    if (c->nc->opt.opt_level >= 2 && (gemm_axpy_blocked(c, g) || gemm_dot_blocked(c, g)))
-        return;
-    bool n_is_1 = LLVMIsAConstantInt(g->n) && LLVMConstIntGetSExtValue(g->n) == 1;   // unblocked forms
-    if (g->b_cs == 1 && !(n_is_1 && g->a_cs == 1 && g->b_rs == 1))
-        gemm_axpy(c, g);
-    else
-        gemm_dot(c, g);      // any strides; vectorises when a_cs == b_rs == 1
+    emit_plain(c, g);
 }
 
 // ---- Large products: a call to the runtime's packed, threaded nnrt_sgemm.
@@ -747,12 +759,15 @@ static bool blas_operand(int64_t rs, int64_t cs, int *t, int64_t *ld) {
     return false;
 }
 
-// nnrt_sgemm(rt, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc), or with
-// `then` nnrt_sgemm_then(..., fn, ctx).
-static LLVMValueRef sgemm_fn(Cg *c, bool then, LLVMTypeRef *ft) {
+// How C's finished stretches reach the epilogue inside nnrt_sgemm.
+typedef enum { THEN_NONE, THEN_ROWS, THEN_EACH } ThenKind;
+
+// nnrt_sgemm(rt, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc), or
+// nnrt_sgemm_then / nnrt_sgemm_each(..., fn, ctx).
+static LLVMValueRef sgemm_fn(Cg *c, ThenKind then, LLVMTypeRef *ft) {
     LLVMTypeRef p = c->ptr, i32 = c->i32, i64 = c->i64, f = c->f32;
     LLVMTypeRef params[16] = { p, i32, i32, i64, i64, i64, f, p, i64, p, i64, f, p, i64, p, p };
-    const char *name = then ? "nnrt_sgemm_then" : "nnrt_sgemm";
+    const char *name = then == THEN_ROWS ? "nnrt_sgemm_then" : then == THEN_EACH ? "nnrt_sgemm_each" : "nnrt_sgemm";
     *ft = LLVMFunctionType(c->void_t, params, then ? 16 : 14, 0);
     LLVMValueRef fn = LLVMGetNamedFunction(c->mod, name);
     if (!fn) {
@@ -762,25 +777,54 @@ static LLVMValueRef sgemm_fn(Cg *c, bool then, LLVMTypeRef *ft) {
     return fn;
 }
 
-// The flat epilogue (epi_flat) as nnrt_sgemm_then's callback, when C is
-// stored in epi_buf with rows of n: the epilogue then runs on each finished
-// stretch of C by the thread that computed it, instead of in a loop after the
-// product that reads all of C again (from another core's cache for half of
-// it, at two threads).
-static bool then_fn(Cg *c, const CgGemm *g, LLVMValueRef cbuf, int64_t ldc, LLVMValueRef *fn, LLVMValueRef *ctx) {
+// The epilogue over C's flat indices [begin, end) of its [m][n] buffer
+// (nnrt_sgemm_each hands a stretch of rows or of one row): the rows it
+// touches, each from its first to its last column in the range.
+static void epilogue_flat(Cg *c, LLVMValueRef begin, LLVMValueRef end, void *arg) {
+    EpiArg *ea = arg;
+    const CgGemm *g = ea->g;
+    LLVMValueRef cbuf = c->base[g->epi_buf ? g->epi_buf_node : g->epi_node], n = cg_i(c, ea->ldc);
+    LLVMValueRef r0 = LLVMBuildSDiv(c->b, begin, n, "");
+    LLVMValueRef r1 = LLVMBuildSDiv(c->b, LLVMBuildAdd(c->b, end, cg_i(c, ea->ldc - 1), ""), n, "");
+    CgLoop li, lj;
+    LLVMValueRef i = LLVMBuildAdd(c->b, r0, cg_loop_begin(c, &li, LLVMBuildSub(c->b, r1, r0, ""), "sf.i"), "");
+    LLVMValueRef row = mul_i(c, i, ea->ldc);
+    LLVMValueRef j0 = smax(c, LLVMBuildSub(c->b, begin, row, ""), cg_i(c, 0));
+    LLVMValueRef j1 = smin(c, LLVMBuildSub(c->b, end, row, ""), n);
+    LLVMValueRef j = LLVMBuildAdd(c->b, j0, cg_loop_begin(c, &lj, LLVMBuildSub(c->b, j1, j0, ""), "sf.j"), "");
+    LLVMValueRef v = cg_load(c, cg_gep(c, cbuf, LLVMBuildAdd(c->b, row, j, "")));
+    g->epilogue(c, g, i, j, v);
+    cg_loop_end(c, &lj);
+    cg_loop_end(c, &li);
+}
+
+// The epilogue as a callback of nnrt_sgemm, when C is stored in rows of n:
+// it then runs on each finished stretch of C by the thread that computed it,
+// while it is in that thread's cache, instead of in a loop after the product
+// that reads all of C again (from another core's cache for part of it, at
+// two threads). A weight's update (epi_flat, over the dW in epi_buf) takes
+// whole rows (nnrt_sgemm_then); any other epilogue (a layer's bias and
+// activation, or an activation's derivative) takes the stretches of the
+// product's own split (nnrt_sgemm_each).
+static ThenKind then_fn(Cg *c, const CgGemm *g, LLVMValueRef cbuf, EpiArg *ea, LLVMValueRef *fn, LLVMValueRef *ctx) {
     int64_t n;
-    return g->epi_flat && g->epi_buf && cbuf == g->epi_buf && const_of(g->n, &n) && n == ldc &&
-           cg_outline(c, g->epi_flat, g->epi_flat_arg, fn, ctx);
+    if (!g->epilogue || !const_of(g->n, &n) || n != ea->ldc)
+        return THEN_NONE;
+    if (g->epi_flat)
+        return g->epi_buf && cbuf == g->epi_buf && cg_outline(c, g->epi_flat, g->epi_flat_arg, fn, ctx) ? THEN_ROWS
+                                                                                                       : THEN_NONE;
+    return g->epi_parallel && cg_outline(c, epilogue_flat, ea, fn, ctx) ? THEN_EACH : THEN_NONE;
 }
 
 // C = A B (beta 0) or C += A B through nnrt_sgemm; with an epilogue, C is the
 // epilogue node's own buffer ([m][n]) and a loop then applies the epilogue
 // in place (each element read once, then overwritten by its consumer's value),
-// or nnrt_sgemm_then calls it on each finished stretch.
+// or nnrt_sgemm calls it on each finished stretch (then_fn).
 static void emit_sgemm(Cg *c, const CgGemm *g, int ta, int64_t lda, int tb, int64_t ldb,
                        LLVMValueRef cbuf, int64_t ldc) {
     LLVMValueRef tfn = NULL, ctx = NULL;
-    bool then = g->epilogue && then_fn(c, g, cbuf, ldc, &tfn, &ctx);
+    EpiArg ea = { g, ldc };
+    ThenKind then = then_fn(c, g, cbuf, &ea, &tfn, &ctx);
     LLVMTypeRef ft;
     LLVMValueRef fn = sgemm_fn(c, then, &ft);
     LLVMValueRef args[16] = {

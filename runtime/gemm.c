@@ -32,7 +32,9 @@
 // it from the other core's cache) in a loop after the product. Its pieces are
 // rows of C: the update then streams whole rows of the weight and its state,
 // and each thread updates about the same rows every step (docs/performance.md
-// sections 16 and 17).
+// sections 16 and 17). nnrt_sgemm_each does the same with the pieces of
+// nnrt_sgemm (rows or columns): the generated code passes a layer's bias and
+// activation there (section 18).
 //
 // KC, MC, NC and GEMM_DIRECT(_B) can be set with -D for tuning
 // (docs/performance.md, sections 2 and 9; bench/gemm_shapes.c times them).
@@ -373,9 +375,9 @@ typedef struct Plan {
     // thread without buffers leaves its piece to another; which thread
     // computes a tile never changes its bits. A piece is a stretch of C's
     // positions: by rows, rows of C (op(A) packed by each thread for its own
-    // rows: nothing shared, no barrier), when each finished block goes to
-    // `then` (whole rows of C, so that an update streams whole rows of its
-    // weight and state) or when op(B) is small (nnrt_sgemm_then); otherwise
+    // rows: nothing shared, no barrier), in nnrt_sgemm_then (whole rows of C,
+    // so that an update streams whole rows of its weight and state) or when
+    // op(B) is small; otherwise
     // position b * M + i is row i of C's b-th block of NR columns, so that a
     // piece is whole blocks of columns and at its ends a block cut between
     // rows (at a multiple of MR).
@@ -686,15 +688,11 @@ static void gemm_region(void *ctx, int64_t begin, int64_t end) {
     gemm_pieces(p, (int)begin, pb, p->whole_a ? pack_whole_a(p, pb) : NULL);
 }
 
-void nnrt_sgemm(nnrt_model *rt, int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha,
-                const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
-                float *C, int64_t ldc) {
-    nnrt_sgemm_then(rt, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, NULL, NULL);
-}
-
-void nnrt_sgemm_then(nnrt_model *rt, int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha,
-                     const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
-                     float *C, int64_t ldc, nnrt_range_fn then, void *then_ctx) {
+// nnrt_sgemm_then (then_rows: pieces of whole rows) and nnrt_sgemm_each (the
+// pieces nnrt_sgemm would take).
+static void sgemm(nnrt_model *rt, int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                  int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc, nnrt_range_fn then,
+                  void *then_ctx, bool then_rows) {
     Plan p = { .g = { ta != 0, tb != 0, M, N, K, alpha, A, lda, B, ldb, C, ldc }, .then = then,
                .then_ctx = then_ctx };
     const Gemm *g = &p.g;
@@ -739,7 +737,7 @@ void nnrt_sgemm_then(nnrt_model *rt, int ta, int tb, int64_t M, int64_t N, int64
     // only its own samples, which the loops after it split the same way. With
     // a larger op(B) (mnist's first layer, 128 x 784) the step lost a fifth:
     // both cores then hold all of the weight that dW's update writes.
-    p.by_rows = then != NULL || (threads > 1 && M >= N && N * K <= ROWS_MAX_B);
+    p.by_rows = then_rows || (threads > 1 && M >= N && N * K <= ROWS_MAX_B);
     p.threads = threads;
     // One piece a thread; by rows, no more pieces than MR-row panels; by
     // columns, one thread for a single block of NR columns
@@ -766,4 +764,22 @@ void nnrt_sgemm_then(nnrt_model *rt, int ta, int tb, int64_t M, int64_t N, int64
 #else
     gemm_block(&p, 0, M, 0, N, pb->a, pb->b, NULL);
 #endif
+}
+
+void nnrt_sgemm(nnrt_model *rt, int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha,
+                const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
+                float *C, int64_t ldc) {
+    sgemm(rt, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, NULL, NULL, false);
+}
+
+void nnrt_sgemm_then(nnrt_model *rt, int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha,
+                     const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
+                     float *C, int64_t ldc, nnrt_range_fn then, void *then_ctx) {
+    sgemm(rt, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, then, then_ctx, true);
+}
+
+void nnrt_sgemm_each(nnrt_model *rt, int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha,
+                     const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
+                     float *C, int64_t ldc, nnrt_range_fn then, void *then_ctx) {
+    sgemm(rt, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, then, then_ctx, false);
 }

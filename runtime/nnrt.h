@@ -160,6 +160,12 @@ typedef void (*nnrt_range_fn)(void *ctx, int64_t begin, int64_t end);
 NNRT_HIDDEN void nnrt_sgemm_then(nnrt_model *rt, int ta, int tb, int64_t M, int64_t N, int64_t K,
                                  float alpha, const float *A, int64_t lda, const float *B, int64_t ldb,
                                  float beta, float *C, int64_t ldc, nnrt_range_fn then, void *then_ctx);
+// nnrt_sgemm_then with the threads splitting C as nnrt_sgemm does (by rows or by columns):
+// then sees stretches of rows, or of one row, that one thread computed. For a layer's
+// bias and activation, which need no whole rows.
+NNRT_HIDDEN void nnrt_sgemm_each(nnrt_model *rt, int ta, int tb, int64_t M, int64_t N, int64_t K,
+                                 float alpha, const float *A, int64_t lda, const float *B, int64_t ldb,
+                                 float beta, float *C, int64_t ldc, nnrt_range_fn then, void *then_ctx);
 // The threads' speeds nnrt_sgemm keeps for the product of this shape into C, found or
 // started (all 0): for tests.
 NNRT_HIDDEN float *nnrt_speeds_of(nnrt_model *rt, int ta, int tb, int64_t M, int64_t N, int64_t K,

@@ -160,11 +160,13 @@ Test(gemm, any_thread_count_gives_the_same_bits_in_every_form) {
             }
 }
 
-// nnrt_sgemm_then: `then` sees every element of C exactly once, only within a
-// row's columns (never the padding past N), and only once it is final: what it
-// copies out at the time of the call equals C after the product. With 1, 2 and
-// 3 threads; K past one block (the call waits for the last); alpha != 1 and
-// beta = 1; K = 0 (C = beta C, still passed on).
+// nnrt_sgemm_then and nnrt_sgemm_each: `then` sees every element of C exactly
+// once, only within a row's columns (never the padding past N), and only once
+// it is final: what it copies out at the time of the call equals C after the
+// product. With 1, 2 and 3 threads; K past one block (the call waits for the
+// last); alpha != 1 and beta = 1; K = 0 (C = beta C, still passed on); for
+// nnrt_sgemm_each, C split by columns (M < N, and N past one block of NC
+// columns) and by rows (300 x 70).
 typedef struct ThenLog {
     const float *c;
     float       *seen;    // C's value when passed
@@ -184,6 +186,7 @@ Test(gemm, then_sees_each_final_element_once) {
     static const int64_t sizes[][4] = {   // M, N, K, padding of ldc
         { 37, 200, 300, 5 }, { 256, 784, 256, 0 }, { 300, 70, 600, 3 }, { 13, 1030, 40, 0 }, { 20, 30, 0, 2 },
     };
+    for (int each = 0; each < 2; each++)
     for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++)
         for (int t = 1; t <= 3; t++) {
             int64_t M = sizes[s][0], N = sizes[s][1], K = sizes[s][2], ldc = N + sizes[s][3];
@@ -193,10 +196,11 @@ Test(gemm, then_sees_each_final_element_once) {
             ThenLog l = { C, calloc((size_t)(M * ldc), sizeof(float)), calloc((size_t)(M * ldc), sizeof(int)), N, ldc };
             nnrt_model rt = { 0 };
             rt.threads = t;
-            nnrt_sgemm_then(&rt, 1, 0, M, N, K, alpha, A, M, B, N, beta, C, ldc, log_range, &l);
+            (each ? nnrt_sgemm_each : nnrt_sgemm_then)(&rt, 1, 0, M, N, K, alpha, A, M, B, N, beta, C, ldc,
+                                                       log_range, &l);
             nnrt_sgemm(NULL, 1, 0, M, N, K, alpha, A, M, B, N, beta, ref, ldc);
             nnrt_pool_destroy(&rt);
-            cr_assert_eq(memcmp(C, ref, (size_t)(M * ldc) * sizeof(float)), 0, "size %zu, %d threads: C", s, t);
+            cr_assert_eq(memcmp(C, ref, (size_t)(M * ldc) * sizeof(float)), 0, "each %d, size %zu, %d threads: C", each, s, t);
             for (int64_t i = 0; i < M; i++)
                 for (int64_t j = 0; j < ldc; j++) {
                     int64_t f = i * ldc + j;
