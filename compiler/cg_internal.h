@@ -146,6 +146,12 @@ void         cg_loop_end_vector(Cg *c, CgLoop *l);  // vectorised, not unrolled 
 
 // ---- cg_kernel.c
 void cg_emit_kernels(Cg *c);
+// Emits the group starting at id, or node id alone; returns the last id it covers.
+NodeId cg_emit_item(Cg *c, NodeId id);
+
+// ---- cg_nest.c: a run of per-sample nodes from id split over the threads by
+// samples; returns its last id, or 0 (nothing emitted) when none starts at id.
+NodeId cg_emit_nest(Cg *c, NodeId id);
 
 // ---- cg_parallel.c: loops split over the model's threads (nnrt_parallel_for).
 // Loops of at least CG_PAR_MIN_ELEMS elements are worth a call.
@@ -160,6 +166,8 @@ bool cg_parallel(Cg *c, LLVMValueRef n, CgRangeBody body, void *arg);
 // int64_t end)` running body over [begin, end), *ctx its context (valid in the kernel).
 bool cg_outline(Cg *c, CgRangeBody body, void *arg, LLVMValueRef *fn, LLVMValueRef *ctx);
 bool cg_parallel_ok(Cg *c);   // whether cg_parallel would split a loop of this kernel
+// nnrt_parallel_for(rt, fn, ctx, n) for a function of cg_outline.
+void cg_call_parallel_for(Cg *c, LLVMValueRef fn, LLVMValueRef ctx, LLVMValueRef n);
 // cg_kernel.c: c->base of every buffer of the kernel, from its arguments.
 void cg_compute_bases(Cg *c);
 

@@ -1529,7 +1529,7 @@ static void set_noalias(Cg *c, LLVMValueRef fn, unsigned n_params) {
 
 // Emits the group starting at id (cg_plan.c), or node id alone; returns the
 // last id it covers.
-static NodeId emit_group_or_node(Cg *c, NodeId id) {
+NodeId cg_emit_item(Cg *c, NodeId id) {
     NodeId end = c->kp->group_end[id];
     if (!end) {
         emit_node(c, id);
@@ -1563,7 +1563,9 @@ static void emit_body(Cg *c, CgKernelKind kind, LLVMTypeRef ret) {
         uint8_t st = c->kp->storage[id];
         if ((st != CG_ST_SCRATCH && st != CG_ST_DEST) || c->kp->is_deferred[id])
             continue;
-        NodeId end = emit_group_or_node(c, id);
+        NodeId end = cg_emit_nest(c, id);
+        if (!end)
+            end = cg_emit_item(c, id);
         if (kind == CG_K_TRAIN && c->m->objective >= id && c->m->objective <= end)
             return_if_not_finite(c);
         if (kind == CG_K_GRAD && c->plan.grad_is_loss && c->m->objective >= id && c->m->objective <= end)

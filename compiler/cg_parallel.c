@@ -64,9 +64,11 @@ bool cg_outline(Cg *c, CgRangeBody body, void *arg, LLVMValueRef *fn, LLVMValueR
     arg_slots(c, slot);
     LLVMTypeRef types[N_ARG + 2];
     LLVMValueRef vals[N_ARG];
+    bool had[N_ARG];
     for (int i = 0; i < N_ARG; i++) {
         types[i] = i < N_PTR ? c->ptr : i == N_PTR ? c->i64 : c->f32;
-        vals[i] = *slot[i] ? *slot[i] : LLVMConstNull(types[i]);
+        had[i] = *slot[i] != NULL;
+        vals[i] = had[i] ? *slot[i] : LLVMConstNull(types[i]);
     }
     types[N_ARG] = types[N_ARG + 1] = c->i64;
     unsigned id = c->n_par++;
@@ -111,9 +113,9 @@ bool cg_outline(Cg *c, CgRangeBody body, void *arg, LLVMValueRef *fn, LLVMValueR
     LLVMBuildCall2(c->b, LLVMGlobalGetValueType(bfn), bfn, args, N_ARG + 2, "");
     LLVMBuildRetVoid(c->b);
 
-    // Back in the kernel: its values, the context.
+    // Back in the kernel: its values (body may have changed any), the context.
     for (int i = 0; i < N_ARG; i++)
-        if (*slot[i])
+        if (had[i])
             *slot[i] = vals[i];
     memcpy(c->base, outer_base, nb);
     c->fn = outer_fn;
@@ -129,13 +131,17 @@ bool cg_outline(Cg *c, CgRangeBody body, void *arg, LLVMValueRef *fn, LLVMValueR
     return true;
 }
 
+void cg_call_parallel_for(Cg *c, LLVMValueRef fn, LLVMValueRef ctx, LLVMValueRef n) {
+    LLVMTypeRef pft;
+    LLVMValueRef pf = parallel_for_fn(c, &pft);
+    LLVMValueRef pargs[4] = { c->a_rt, fn, ctx, n };
+    LLVMBuildCall2(c->b, pft, pf, pargs, 4, "");
+}
+
 bool cg_parallel(Cg *c, LLVMValueRef n, CgRangeBody body, void *arg) {
     LLVMValueRef tfn, ctx;
     if (!cg_outline(c, body, arg, &tfn, &ctx))
         return false;
-    LLVMTypeRef pft;
-    LLVMValueRef pf = parallel_for_fn(c, &pft);
-    LLVMValueRef pargs[4] = { c->a_rt, tfn, ctx, n };
-    LLVMBuildCall2(c->b, pft, pf, pargs, 4, "");
+    cg_call_parallel_for(c, tfn, ctx, n);
     return true;
 }

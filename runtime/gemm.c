@@ -753,6 +753,9 @@ static void sgemm(nnrt_model *rt, int ta, int tb, int64_t M, int64_t N, int64_t 
         split_pieces(&p, speeds);
         p.start_ns = nnrt_clock_ns();
         nnrt_parallel_for(rt, gemm_region, &p, threads);
+#ifdef NNRT_TRACE
+        if (then) nnrt_trace_rename_last((void *)then);
+#endif
         learn_speeds(speeds, &p);
         return;
     }
@@ -760,7 +763,7 @@ static void sgemm(nnrt_model *rt, int ta, int tb, int64_t M, int64_t N, int64_t 
     int64_t start = nnrt_clock_ns();
     gemm_block(&p, 0, M, 0, N, pb->a, pb->b, NULL);
     int64_t end = nnrt_clock_ns();
-    nnrt_trace((void *)gemm_region, start, end, end);   // logged as the region it would be
+    nnrt_trace(then ? (void *)then : (void *)gemm_region, start, end, end);   // as the region it would be
 #else
     gemm_block(&p, 0, M, 0, N, pb->a, pb->b, NULL);
 #endif

@@ -142,6 +142,7 @@ NNRT_HIDDEN int64_t nnrt_clock_ns(void);   // a monotonic clock, in nanoseconds
 #ifdef NNRT_TRACE
 // Built with -DNNRT_TRACE: a log of the parallel regions and products (runtime/threads.c).
 NNRT_HIDDEN void nnrt_trace(void *fn, int64_t start, int64_t own, int64_t end);
+NNRT_HIDDEN void nnrt_trace_rename_last(void *fn);
 #endif
 
 // Matrix products (runtime/gemm.c): C[M,N] = alpha * op(A) op(B) + beta * C, row-major,

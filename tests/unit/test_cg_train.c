@@ -116,9 +116,11 @@ static void same_bits_for_any_threads(CgT *t, size_t batch, const int *threads, 
 }
 
 // Layers large enough for the loops split over threads (cg_parallel.c): the
-// forward epilogue after nnrt_sgemm (260 x 256 elements), the relu's
-// derivative (260 x 256) and the weight's update (256 x 300). 2 and 3 threads
-// (more than this machine's cores) give the same bits as one.
+// forward epilogue inside nnrt_sgemm (260 x 256 elements), the relu's
+// derivative (260 x 256) and the weight's update (256 x 300); and the last
+// layer, its softmax and the loss's derivative split by samples (cg_nest.c:
+// 260 samples, 11 granules). 2 and 3 threads (more than this machine's cores)
+// give the same bits as one.
 Test(cg_train, large_loops_split_over_threads) {
     static const int threads[] = { 1, 2, 3 };
     CgT t;
