@@ -104,9 +104,8 @@ static bool separable(Cg *c, NodeId id, int64_t *macs, Touched *t) {
         const Node *nd = nd_of(c, v);
         if (!per_sample_op(nd->op) || (nd->op == IR_MATMUL && !small_product(c, nd)))
             return false;
-        if (nd->op == IR_MATMUL)
-            *macs += ir_numel(nd_of(c, nd->arg[0])->shape) * ir_numel(nd_of(c, nd->arg[1])->shape) /
-                     ir_numel(nd->shape);
+        if (nd->op == IR_MATMUL)   // the weight's elements
+            *macs += ir_numel(nd_of(c, nd->arg[nd_of(c, nd->arg[0])->shape.rank == 2 ? 0 : 1])->shape);
         for (int i = 0; i < nd->n_args; i++) {
             NodeId a = nd->arg[i];
             if (c->kp->storage[a] == CG_ST_INLINE) {
