@@ -4,6 +4,8 @@
 A runtime built with -DNNRT_TRACE (runtime/threads.c) logs each parallel region
 of the calling thread and each product computed on one thread: its function,
 when it started, when the caller's own chunk ended, when the last chunk ended.
+A product is named after its callback when it has one (a fused epilogue or a
+weight's update, MODEL_parN_chunk), else gemm_region.
 This script finds the step's period in the log (the same sequence of functions
 over and over) and prints, for each region of a step, the medians of
   gap   the caller's serial code before it (since the previous region ended),

@@ -33,12 +33,14 @@ enum { NEST_GRANULE = 24, NEST_MAX_NK = 8192 };
 // batch 32 took 270-300 us a step at two threads split, 157-165 us not.
 enum { NEST_MIN_BATCH = 128 };
 // Nor a run of one node: one layer's product and its epilogue, split, cost
-// more than they gained (deep sigmoid's backward pass, a run of one 64 x 64
-// layer's dX each, at batch 256: 1400 -> 1530 us a step at two threads).
+// more than they gained. Fashion's last dX alone took 6.7 us + 7.2 us of
+// waiting at two threads, 5.2 us on one; with deep sigmoid's backward pass
+// split so (a run of one 64 x 64 layer's dX each), the pool's calls and
+// waits were 22 % of its profile at batch 256.
 // Nor a long run: deep sigmoid's forward pass (a run of 33 nodes) split at
 // batch 256 left half of every activation in the other core's cache for the
 // backward pass, which runs on one thread (small products, a sum over the
-// batch after each): 1420 -> 1510 us a step at two threads.
+// batch after each): 1408-1443 -> 1488-1501 us a step at two threads.
 enum { NEST_MIN_ITEMS = 2, NEST_MAX_ITEMS = 8 };
 #define NEST_MIN_MACS (INT64_C(1) << 18)
 
@@ -77,6 +79,8 @@ typedef struct Touched {
 } Touched;
 
 static void touch(Cg *c, Touched *t, NodeId id, bool written) {
+    while (c->kp->storage[id] == CG_ST_ALIAS)   // a reshape reads its source's memory
+        id = c->kp->alias_of[id];
     if (c->kp->storage[id] != CG_ST_SCRATCH || !per_sample(c, id))
         return;
     for (int i = 0; i < t->n; i++)
