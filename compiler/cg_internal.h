@@ -122,6 +122,8 @@ void cg_set_fn_attrs(Cg *c, LLVMValueRef fn);          // target-cpu, features, 
 LLVMValueRef cg_intrinsic(Cg *c, const char *name, LLVMValueRef *args, unsigned n);
 LLVMValueRef cg_f(Cg *c, double v);                    // float constant (a vector of it: c->lanes)
 LLVMValueRef cg_i(Cg *c, int64_t v);                   // i64 constant
+LLVMValueRef cg_min_i(Cg *c, LLVMValueRef a, LLVMValueRef b);   // signed min of two i64
+LLVMValueRef cg_max_i(Cg *c, LLVMValueRef a, LLVMValueRef b);   // signed max of two i64
 LLVMValueRef cg_gep(Cg *c, LLVMValueRef base, LLVMValueRef idx);   // &base[idx] (floats)
 LLVMValueRef cg_load(Cg *c, LLVMValueRef p);
 LLVMValueRef cg_vload(Cg *c, LLVMTypeRef t, LLVMValueRef p);          // a float or a vector of them

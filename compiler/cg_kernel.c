@@ -499,10 +499,6 @@ static void group_loop(Cg *c, LLVMValueRef begin, LLVMValueRef end, const GroupA
 
 enum { GROUP_CHUNK = 1024 };   // floats of a weight's update between prefetches
 
-static LLVMValueRef min_i(Cg *c, LLVMValueRef a, LLVMValueRef b) {
-    return LLVMBuildSelect(c->b, LLVMBuildICmp(c->b, LLVMIntSLT, a, b, ""), a, b, "");
-}
-
 // (x + d - 1) / d for x >= 0
 static LLVMValueRef ceil_div(Cg *c, LLVMValueRef x, int64_t d) {
     return LLVMBuildUDiv(c->b, LLVMBuildAdd(c->b, x, cg_i(c, d - 1), ""), cg_i(c, d), "");
@@ -542,8 +538,8 @@ static void group_range(Cg *c, LLVMValueRef begin, LLVMValueRef end, void *arg) 
     CgLoop l;
     LLVMValueRef chunk = cg_loop_begin(c, &l, ceil_div(c, LLVMBuildSub(c->b, end, begin, ""), GROUP_CHUNK), "gc");
     LLVMValueRef lo = LLVMBuildAdd(c->b, begin, LLVMBuildMul(c->b, chunk, cg_i(c, GROUP_CHUNK), ""), "");
-    LLVMValueRef hi = min_i(c, LLVMBuildAdd(c->b, lo, cg_i(c, GROUP_CHUNK), ""), end);
-    prefetch_weights(c, hi, min_i(c, LLVMBuildAdd(c->b, hi, cg_i(c, GROUP_CHUNK), ""), end), ga);
+    LLVMValueRef hi = cg_min_i(c, LLVMBuildAdd(c->b, lo, cg_i(c, GROUP_CHUNK), ""), end);
+    prefetch_weights(c, hi, cg_min_i(c, LLVMBuildAdd(c->b, hi, cg_i(c, GROUP_CHUNK), ""), end), ga);
     group_loop(c, lo, hi, ga);
     cg_loop_end_plain(c, &l);
 }

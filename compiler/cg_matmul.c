@@ -96,14 +96,6 @@ static LLVMValueRef vfma(Cg *c, LLVMValueRef a, LLVMValueRef b, LLVMValueRef acc
 
 static LLVMValueRef mul_i(Cg *c, LLVMValueRef v, int64_t k) { return LLVMBuildMul(c->b, v, cg_i(c, k), ""); }
 
-static LLVMValueRef smin(Cg *c, LLVMValueRef a, LLVMValueRef b) {
-    return LLVMBuildSelect(c->b, LLVMBuildICmp(c->b, LLVMIntSLT, a, b, ""), a, b, "");
-}
-
-static LLVMValueRef smax(Cg *c, LLVMValueRef a, LLVMValueRef b) {
-    return LLVMBuildSelect(c->b, LLVMBuildICmp(c->b, LLVMIntSGT, a, b, ""), a, b, "");
-}
-
 // The epilogue over C's rows [i0, i1) and columns [j0, j1), C already
 // holding the finished products (edges of the blocked kernels).
 static void epilogue_region(Cg *c, const CgGemm *g, LLVMValueRef i0, LLVMValueRef i1, LLVMValueRef j0,
@@ -170,8 +162,7 @@ static bool gemm_axpy_blocked(Cg *c, const CgGemm *g) {
     LLVMValueRef n_chunks = LLVMBuildSDiv(c->b, LLVMBuildAdd(c->b, g->k, cg_i(c, AXPY_KC - 1), ""), cg_i(c, AXPY_KC), "");
     LLVMValueRef p0 = mul_i(c, cg_loop_begin(c, &lpc, n_chunks, "mb.pc"), AXPY_KC);
     LLVMValueRef rest = LLVMBuildSub(c->b, g->k, p0, "");
-    LLVMValueRef kc = LLVMBuildSelect(c->b, LLVMBuildICmp(c->b, LLVMIntSLT, rest, cg_i(c, AXPY_KC), ""), rest,
-                                      cg_i(c, AXPY_KC), "");
+    LLVMValueRef kc = cg_min_i(c, rest, cg_i(c, AXPY_KC));
     LLVMValueRef first = LLVMBuildICmp(c->b, LLVMIntEQ, p0, cg_i(c, 0), "");
     LLVMValueRef j0 = mul_i(c, cg_loop_begin(c, &lj, cg_i(c, n_blocks), "mb.j"), nb);
     LLVMValueRef q = cg_loop_begin(c, &lq, kc, "mb.pack");
@@ -505,8 +496,7 @@ static bool gemm_dot_blocked(Cg *c, const CgGemm *g) {
     LLVMValueRef n_pan = LLVMBuildSDiv(c->b, LLVMBuildAdd(c->b, n_blocks, cg_i(c, pb - 1), ""), cg_i(c, pb), "");
     LLVMValueRef jb0 = mul_i(c, cg_loop_begin(c, &lpan, n_pan, "db.pan"), pb);
     LLVMValueRef left = LLVMBuildSub(c->b, n_blocks, jb0, "");
-    LLVMValueRef in_panel = LLVMBuildSelect(c->b, LLVMBuildICmp(c->b, LLVMIntSLT, left, cg_i(c, pb), ""), left,
-                                            cg_i(c, pb), "");
+    LLVMValueRef in_panel = cg_min_i(c, left, cg_i(c, pb));
     LLVMValueRef i0 = mul_i(c, cg_loop_begin(c, &li, m_blocks, "db.i"), DOT_MR);
     LLVMValueRef j0 = mul_i(c, LLVMBuildAdd(c->b, jb0, cg_loop_begin(c, &lj, in_panel, "db.j"), ""), DOT_NR);
     LLVMValueRef ri[DOT_MR], uj[DOT_NR];
@@ -789,8 +779,8 @@ static void epilogue_flat(Cg *c, LLVMValueRef begin, LLVMValueRef end, void *arg
     CgLoop li, lj;
     LLVMValueRef i = LLVMBuildAdd(c->b, r0, cg_loop_begin(c, &li, LLVMBuildSub(c->b, r1, r0, ""), "sf.i"), "");
     LLVMValueRef row = mul_i(c, i, ea->ldc);
-    LLVMValueRef j0 = smax(c, LLVMBuildSub(c->b, begin, row, ""), cg_i(c, 0));
-    LLVMValueRef j1 = smin(c, LLVMBuildSub(c->b, end, row, ""), n);
+    LLVMValueRef j0 = cg_max_i(c, LLVMBuildSub(c->b, begin, row, ""), cg_i(c, 0));
+    LLVMValueRef j1 = cg_min_i(c, LLVMBuildSub(c->b, end, row, ""), n);
     LLVMValueRef j = LLVMBuildAdd(c->b, j0, cg_loop_begin(c, &lj, LLVMBuildSub(c->b, j1, j0, ""), "sf.j"), "");
     LLVMValueRef v = cg_load(c, cg_gep(c, cbuf, LLVMBuildAdd(c->b, row, j, "")));
     g->epilogue(c, g, i, j, v);

@@ -71,6 +71,14 @@ LLVMValueRef cg_splat_const(Cg *c, LLVMValueRef s) {
 }
 LLVMValueRef cg_i(Cg *c, int64_t v) { return LLVMConstInt(c->i64, (unsigned long long)v, 1); }
 
+LLVMValueRef cg_min_i(Cg *c, LLVMValueRef a, LLVMValueRef b) {
+    return LLVMBuildSelect(c->b, LLVMBuildICmp(c->b, LLVMIntSLT, a, b, ""), a, b, "");
+}
+
+LLVMValueRef cg_max_i(Cg *c, LLVMValueRef a, LLVMValueRef b) {
+    return LLVMBuildSelect(c->b, LLVMBuildICmp(c->b, LLVMIntSGT, a, b, ""), a, b, "");
+}
+
 LLVMValueRef cg_gep(Cg *c, LLVMValueRef base, LLVMValueRef idx) {
     return LLVMBuildInBoundsGEP2(c->b, c->f32, base, &idx, 1, "");
 }

@@ -49,18 +49,23 @@ typedef struct Nest {
     int64_t macs;   // of its products, per sample
 } Nest;
 
-static const Node *nd_of(Cg *c, NodeId id) { return &c->g->nodes[id]; }
-static bool per_sample(Cg *c, NodeId id) { return nd_of(c, id)->flags & IR_F_BATCH; }
+static const Node *node(Cg *c, NodeId id) { return &c->g->nodes[id]; }
+static bool per_sample(Cg *c, NodeId id) { return node(c, id)->flags & IR_F_BATCH; }
 
 static bool is_item(Cg *c, NodeId id) {
     uint8_t st = c->kp->storage[id];
     return (st == CG_ST_SCRATCH || st == CG_ST_DEST) && !c->kp->is_deferred[id];
 }
 
+// The matrix operand of a product W @ x or x @ W.
+static const Node *weight_of(Cg *c, const Node *mm) {
+    return node(c, mm->arg[node(c, mm->arg[0])->shape.rank == 2 ? 0 : 1]);
+}
+
 // A product of a sample's vector and an invariant matrix, small enough.
 static bool small_product(Cg *c, const Node *mm) {
-    const Node *a = nd_of(c, mm->arg[0]), *b = nd_of(c, mm->arg[1]);
-    const Node *w = a->shape.rank == 2 ? a : b, *x = a->shape.rank == 2 ? b : a;
+    const Node *a = node(c, mm->arg[0]), *b = node(c, mm->arg[1]);
+    const Node *w = weight_of(c, mm), *x = w == a ? b : a;
     return w->shape.rank == 2 && x->shape.rank == 1 && !(w->flags & IR_F_BATCH) && (x->flags & IR_F_BATCH) &&
            w->op != IR_CONST && w->shape.dim[0] * w->shape.dim[1] <= NEST_MAX_NK;
 }
@@ -105,11 +110,11 @@ static bool separable(Cg *c, NodeId id, int64_t *macs, Touched *t) {
     stack[n++] = id;
     while (n > 0) {
         NodeId v = stack[--n];
-        const Node *nd = nd_of(c, v);
+        const Node *nd = node(c, v);
         if (!per_sample_op(nd->op) || (nd->op == IR_MATMUL && !small_product(c, nd)))
             return false;
         if (nd->op == IR_MATMUL)   // the weight's elements
-            *macs += ir_numel(nd_of(c, nd->arg[nd_of(c, nd->arg[0])->shape.rank == 2 ? 0 : 1])->shape);
+            *macs += ir_numel(weight_of(c, nd)->shape);
         for (int i = 0; i < nd->n_args; i++) {
             NodeId a = nd->arg[i];
             if (c->kp->storage[a] == CG_ST_INLINE) {
@@ -126,7 +131,7 @@ static bool separable(Cg *c, NodeId id, int64_t *macs, Touched *t) {
 }
 
 static int64_t scratch_end(Cg *c, NodeId id) {
-    int64_t bytes = ir_numel(nd_of(c, id)->shape) * (int64_t)sizeof(float);
+    int64_t bytes = ir_numel(node(c, id)->shape) * (int64_t)sizeof(float);
     return c->kp->offset[id] + bytes;
 }
 
@@ -175,10 +180,10 @@ static void nest_body(Cg *c, LLVMValueRef begin, LLVMValueRef end, void *arg) {
     LLVMValueRef g = cg_i(c, NEST_GRANULE);
     LLVMValueRef b0 = LLVMBuildMul(c->b, begin, g, "");
     LLVMValueRef b1 = LLVMBuildMul(c->b, end, g, "");
-    b1 = LLVMBuildSelect(c->b, LLVMBuildICmp(c->b, LLVMIntSLT, b1, c->batch, ""), b1, c->batch, "");
+    b1 = cg_min_i(c, b1, c->batch);
     for (NodeId id = 1; id < c->g->n_nodes; id++)
         if (c->base[id] && per_sample(c, id))
-            c->base[id] = cg_gep(c, c->base[id], LLVMBuildMul(c->b, b0, cg_i(c, ir_numel(nd_of(c, id)->shape)), ""));
+            c->base[id] = cg_gep(c, c->base[id], LLVMBuildMul(c->b, b0, cg_i(c, ir_numel(node(c, id)->shape)), ""));
     c->batch = LLVMBuildSub(c->b, b1, b0, "");
     c->a_rt = NULL;   // inside, nothing calls nnrt_sgemm or splits a loop again
     emit_serial(c, run);

@@ -182,36 +182,40 @@ static void log_range(void *ctx, int64_t begin, int64_t end) {
     }
 }
 
+// One product of `then_sees_each_final_element_once`: size s of M, N, K and
+// ldc's padding, t threads, through nnrt_sgemm_each (each) or nnrt_sgemm_then.
+static void check_then(int each, size_t s, const int64_t size[4], int t) {
+    int64_t M = size[0], N = size[1], K = size[2], ldc = N + size[3];
+    float alpha = t == 2 ? 0.5f : 1.0f, beta = t == 2 ? 1.0f : 0.0f;
+    float *A = random_matrix(M * K + 1, 21), *B = random_matrix(K * N + 1, 22);
+    float *C = random_matrix(M * ldc, 23), *ref = random_matrix(M * ldc, 23);
+    ThenLog l = { C, calloc((size_t)(M * ldc), sizeof(float)), calloc((size_t)(M * ldc), sizeof(int)), N, ldc };
+    nnrt_model rt = { 0 };
+    rt.threads = t;
+    (each ? nnrt_sgemm_each : nnrt_sgemm_then)(&rt, 1, 0, M, N, K, alpha, A, M, B, N, beta, C, ldc, log_range, &l);
+    nnrt_sgemm(NULL, 1, 0, M, N, K, alpha, A, M, B, N, beta, ref, ldc);
+    nnrt_pool_destroy(&rt);
+    cr_assert_eq(memcmp(C, ref, (size_t)(M * ldc) * sizeof(float)), 0, "each %d, size %zu, %d threads: C", each, s, t);
+    for (int64_t i = 0; i < M; i++)
+        for (int64_t j = 0; j < ldc; j++) {
+            int64_t f = i * ldc + j;
+            cr_assert_eq(l.count[f], j < N ? 1 : 0, "each %d, size %zu, %d threads: C[%ld][%ld] passed %d times",
+                         each, s, t, (long)i, (long)j, l.count[f]);
+            if (j < N)
+                cr_assert_eq(l.seen[f], C[f], "each %d, size %zu, %d threads: C[%ld][%ld] passed before final", each,
+                             s, t, (long)i, (long)j);
+        }
+    free(A), free(B), free(C), free(ref), free(l.seen), free((void *)l.count);
+}
+
 Test(gemm, then_sees_each_final_element_once) {
     static const int64_t sizes[][4] = {   // M, N, K, padding of ldc
         { 37, 200, 300, 5 }, { 256, 784, 256, 0 }, { 300, 70, 600, 3 }, { 13, 1030, 40, 0 }, { 20, 30, 0, 2 },
     };
     for (int each = 0; each < 2; each++)
-    for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++)
-        for (int t = 1; t <= 3; t++) {
-            int64_t M = sizes[s][0], N = sizes[s][1], K = sizes[s][2], ldc = N + sizes[s][3];
-            float alpha = t == 2 ? 0.5f : 1.0f, beta = t == 2 ? 1.0f : 0.0f;
-            float *A = random_matrix(M * K + 1, 21), *B = random_matrix(K * N + 1, 22);
-            float *C = random_matrix(M * ldc, 23), *ref = random_matrix(M * ldc, 23);
-            ThenLog l = { C, calloc((size_t)(M * ldc), sizeof(float)), calloc((size_t)(M * ldc), sizeof(int)), N, ldc };
-            nnrt_model rt = { 0 };
-            rt.threads = t;
-            (each ? nnrt_sgemm_each : nnrt_sgemm_then)(&rt, 1, 0, M, N, K, alpha, A, M, B, N, beta, C, ldc,
-                                                       log_range, &l);
-            nnrt_sgemm(NULL, 1, 0, M, N, K, alpha, A, M, B, N, beta, ref, ldc);
-            nnrt_pool_destroy(&rt);
-            cr_assert_eq(memcmp(C, ref, (size_t)(M * ldc) * sizeof(float)), 0, "each %d, size %zu, %d threads: C", each, s, t);
-            for (int64_t i = 0; i < M; i++)
-                for (int64_t j = 0; j < ldc; j++) {
-                    int64_t f = i * ldc + j;
-                    cr_assert_eq(l.count[f], j < N ? 1 : 0, "size %zu, %d threads: C[%ld][%ld] passed %d times", s,
-                                 t, (long)i, (long)j, l.count[f]);
-                    if (j < N)
-                        cr_assert_eq(l.seen[f], C[f], "size %zu, %d threads: C[%ld][%ld] passed before final", s, t,
-                                     (long)i, (long)j);
-                }
-            free(A), free(B), free(C), free(ref), free(l.seen), free((void *)l.count);
-        }
+        for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++)
+            for (int t = 1; t <= 3; t++)
+                check_then(each, s, sizes[s], t);
 }
 
 // Split by rows, the threads' stretches follow their speeds in the product:
