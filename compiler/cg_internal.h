@@ -148,7 +148,10 @@ void         cg_loop_end_vector(Cg *c, CgLoop *l);  // vectorised, not unrolled 
 
 // ---- cg_kernel.c
 void cg_emit_kernels(Cg *c);
-// Emits the group starting at id, or node id alone; returns the last id it covers.
+// Whether id is emitted at its own place (a buffer or destination, not a product
+// deferred to its update), and cg_emit_item emits the group starting at id, or node id
+// alone; it returns the last id it covers.
+bool   cg_is_item(Cg *c, NodeId id);
 NodeId cg_emit_item(Cg *c, NodeId id);
 
 // ---- cg_nest.c: a run of per-sample nodes from id split over the threads by

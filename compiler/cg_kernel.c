@@ -1523,6 +1523,11 @@ static void set_noalias(Cg *c, LLVMValueRef fn, unsigned n_params) {
 #define CG_CLONE_PARAMS 4096
 #define CG_CLONE_BATCHES { 1, 2, 4, 8 }
 
+bool cg_is_item(Cg *c, NodeId id) {
+    uint8_t st = c->kp->storage[id];
+    return (st == CG_ST_SCRATCH || st == CG_ST_DEST) && !c->kp->is_deferred[id];
+}
+
 // Emits the group starting at id (cg_plan.c), or node id alone; returns the
 // last id it covers.
 NodeId cg_emit_item(Cg *c, NodeId id) {
@@ -1556,8 +1561,7 @@ static void emit_body(Cg *c, CgKernelKind kind, LLVMTypeRef ret) {
         c->inv_batch = fdiv(c, cg_f(c, 1), LLVMBuildSIToFP(c->b, c->batch, c->f32, ""));
     cg_compute_bases(c);
     for (NodeId id = 1; id < c->g->n_nodes; id++) {
-        uint8_t st = c->kp->storage[id];
-        if ((st != CG_ST_SCRATCH && st != CG_ST_DEST) || c->kp->is_deferred[id])
+        if (!cg_is_item(c, id))
             continue;
         NodeId end = cg_emit_nest(c, id);
         if (!end)

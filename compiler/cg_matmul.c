@@ -716,8 +716,8 @@ static void emit_inline(Cg *c, const CgGemm *g) {
 // A product of at least CG_SGEMM_MIN_MACS multiply-adds (m * n * k), or of at
 // least CG_SGEMM_MIN_MACS_MT when the model runs on more than one thread,
 // calls nnrt_sgemm (runtime/gemm.c: packed A and B, 12x32 AVX-512
-// micro-kernel, columns of C split over the model's threads, the same bits
-// for any thread count); a smaller one runs the inline kernels above (no
+// micro-kernel, rows or columns of C split over the model's threads, the
+// same bits for any thread count); a smaller one runs the inline kernels above (no
 // call, no packing: they win on small products). The test is made at run
 // time when the batch is one of m, n, k, or the thread count matters. The
 // thresholds were chosen by measurement (docs/performance.md);

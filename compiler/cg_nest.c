@@ -52,11 +52,6 @@ typedef struct Nest {
 static const Node *node(Cg *c, NodeId id) { return &c->g->nodes[id]; }
 static bool per_sample(Cg *c, NodeId id) { return node(c, id)->flags & IR_F_BATCH; }
 
-static bool is_item(Cg *c, NodeId id) {
-    uint8_t st = c->kp->storage[id];
-    return (st == CG_ST_SCRATCH || st == CG_ST_DEST) && !c->kp->is_deferred[id];
-}
-
 // The matrix operand of a product W @ x or x @ W.
 static const Node *weight_of(Cg *c, const Node *mm) {
     return node(c, mm->arg[node(c, mm->arg[0])->shape.rank == 2 ? 0 : 1]);
@@ -154,7 +149,7 @@ static int find_run(Cg *c, NodeId id, Nest *run) {
     int items = 0;
     run->first = id, run->last = 0, run->macs = 0;
     for (NodeId v = id; v < c->g->n_nodes; v++) {
-        if (!is_item(c, v))
+        if (!cg_is_item(c, v))
             continue;
         Touched more = t;
         int64_t macs = run->macs;
@@ -169,7 +164,7 @@ static int find_run(Cg *c, NodeId id, Nest *run) {
 // The run's items as they would be without it, on one thread.
 static NodeId emit_serial(Cg *c, const Nest *run) {
     for (NodeId id = run->first; id <= run->last; id++)
-        if (is_item(c, id))
+        if (cg_is_item(c, id))
             id = cg_emit_item(c, id);
     return run->last;
 }

@@ -377,10 +377,9 @@ typedef struct Plan {
     // positions: by rows, rows of C (op(A) packed by each thread for its own
     // rows: nothing shared, no barrier), in nnrt_sgemm_then (whole rows of C,
     // so that an update streams whole rows of its weight and state) or when
-    // op(B) is small; otherwise
-    // position b * M + i is row i of C's b-th block of NR columns, so that a
-    // piece is whole blocks of columns and at its ends a block cut between
-    // rows (at a multiple of MR).
+    // op(B) is small; otherwise position b * M + i is row i of C's b-th block
+    // of NR columns, so that a piece is whole blocks of columns and at its
+    // ends a block cut between rows (at a multiple of MR).
     bool             by_rows;
     int              threads;
     int64_t          n_pieces;
@@ -688,8 +687,8 @@ static void gemm_region(void *ctx, int64_t begin, int64_t end) {
     gemm_pieces(p, (int)begin, pb, p->whole_a ? pack_whole_a(p, pb) : NULL);
 }
 
-// nnrt_sgemm_then (then_rows: pieces of whole rows) and nnrt_sgemm_each (the
-// pieces nnrt_sgemm would take).
+// nnrt_sgemm, nnrt_sgemm_then (then_rows: pieces of whole rows) and
+// nnrt_sgemm_each (then on the pieces nnrt_sgemm takes).
 static void sgemm(nnrt_model *rt, int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
                   int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc, nnrt_range_fn then,
                   void *then_ctx, bool then_rows) {

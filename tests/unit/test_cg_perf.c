@@ -51,8 +51,8 @@ static void run_steps(const nnc_model_info *info, int threads, const float *x, c
 }
 
 // Deterministic threads: the same bits for the parameters and the losses with
-// 1 and 2 threads (nnrt_sgemm splits columns of C; each element is computed by
-// one thread in the same order).
+// 1 and 2 threads (nnrt_sgemm splits C into rows or columns; each element is
+// computed by one thread in the same order).
 // Built with NNC_SGEMM_MIN_MACS=1 so that every product takes the threaded path
 // whatever the thread count (by default, products between the two thresholds
 // run inline on one thread and through nnrt_sgemm on several).
