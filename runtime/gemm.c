@@ -371,9 +371,9 @@ typedef struct Plan {
     int64_t mp;            // rows of op(A) rounded up to whole MR panels
     bool    whole_a;       // each thread packs all of op(A) once, before its piece
     // Several threads: one piece of C a thread, in proportion to the threads'
-    // speeds (split_pieces), claimed with an atomic (gemm_pieces) so that a
-    // thread without buffers leaves its piece to another; which thread
-    // computes a tile never changes its bits. A piece is a stretch of C's
+    // speeds (split_pieces), cut into chunks that a thread done with its own
+    // piece takes from the others' (gemm_pieces); which thread computes a
+    // tile never changes its bits. A piece is a stretch of C's
     // positions: by rows, rows of C (op(A) packed by each thread for its own
     // rows: nothing shared, no barrier), in nnrt_sgemm_then (whole rows of C,
     // so that an update streams whole rows of its weight and state) or when
@@ -381,10 +381,14 @@ typedef struct Plan {
     // of NR columns, so that a piece is whole blocks of columns and at its
     // ends a block cut between rows (at a multiple of MR).
     bool             by_rows;
+    bool             whole_b;   // by rows, op(B) packed: each thread packs all of it once, before its piece
     int              threads;
     int64_t          n_pieces;
     int64_t          piece_end[MAX_PIECES];   // piece u is [piece_end[u - 1] or 0, piece_end[u])
-    _Atomic bool     claimed[MAX_PIECES];     // piece u taken by a thread
+    // The chunks of piece u not yet taken: [front, back), front in the high
+    // 32 bits. Its thread takes them from the front, the others from the back
+    // once done with their own (gemm_pieces).
+    _Atomic uint64_t left[MAX_PIECES];
     int64_t          start_ns;                // when the caller started the threads
     int64_t          took_work[NNRT_SPEED_THREADS], took_ns[NNRT_SPEED_THREADS];   // thread k's positions, time
     nnrt_range_fn    then;        // run on each finished block of C (run_then), or NULL
@@ -437,12 +441,21 @@ static void tile(const Plan *p, int64_t i0, int rows, int64_t j0, int64_t kc, co
     put_tile(g, i0, rows, j0, t, add);
 }
 
+// Where pack_whole_b puts the block of op(B) at K block pc, columns from jc
+// (a multiple of NC) on, nc of them: the NC-column blocks one after the
+// other, in each the K blocks, each kc x nc rounded up to whole NR panels.
+static int64_t whole_b_at(const Plan *p, int64_t jc, int64_t pc, int64_t nc) {
+    return jc * p->g.K + pc * ((nc + NR - 1) / NR * NR);
+}
+
 // The block [i_begin, i_end) x [j_begin, j_end) of C, with this thread's
-// buffers (with apacked, i_begin is a multiple of MR).
+// buffers (with apacked, i_begin is a multiple of MR; with bpacked, j_begin
+// is 0 and j_end N).
 // The first K block stores its tiles when C's old values are ignored.
-// apacked: all of op(A) packed by this thread (pack_whole_a), or NULL.
+// apacked, bpacked: all of op(A), op(B) packed by this thread (pack_whole_a,
+// pack_whole_b), or NULL.
 static void gemm_block(const Plan *p, int64_t i_begin, int64_t i_end, int64_t j_begin, int64_t j_end, float *abuf,
-                       float *bbuf, const float *apacked) {
+                       float *bbuf, const float *apacked, const float *bpacked) {
     const Gemm *g = &p->g;
     for (int64_t jc = j_begin; jc < j_end; jc += NC) {
         int64_t nc = j_end - jc < NC ? j_end - jc : NC;
@@ -454,6 +467,8 @@ static void gemm_block(const Plan *p, int64_t i_begin, int64_t i_end, int64_t j_
             if (p->direct_b) {
                 bblk = g->B + pc * g->ldb + jc;
                 b_step = 1;
+            } else if (bpacked) {
+                bblk = bpacked + whole_b_at(p, jc, pc, nc);
             } else {
                 pack_b(g, pc, kc, jc, nc, bbuf);
             }
@@ -491,10 +506,12 @@ static void scale_c(const Gemm *g, float beta) {
 // Packing buffers: one pair per thread, allocated on the thread's first
 // product and kept, so that a train step allocates nothing in steady state.
 typedef struct PackBuffers {
-    float  *a;            // MC x KC
-    float  *b;            // KC x NC
-    float  *whole;        // all of op(A), packed (Plan.whole_a)
-    int64_t whole_size;   // floats at whole
+    float  *a;              // MC x KC
+    float  *b;              // KC x NC
+    float  *whole;          // all of op(A), packed (Plan.whole_a)
+    int64_t whole_size;     // floats at whole
+    float  *whole_b;        // all of op(B), packed (Plan.whole_b)
+    int64_t whole_b_size;   // floats at whole_b
 } PackBuffers;
 
 static pthread_key_t  buffers_key;
@@ -505,6 +522,7 @@ static void free_buffers(void *p) {
     nnrt_free(pb->a);
     nnrt_free(pb->b);
     nnrt_free(pb->whole);
+    nnrt_free(pb->whole_b);
     nnrt_free(pb);
 }
 
@@ -516,8 +534,8 @@ static PackBuffers *thread_buffers(void) {
     if (pb) return pb;
     pb = nnrt_malloc(sizeof *pb);
     if (!pb) return NULL;
-    pb->whole = NULL;
-    pb->whole_size = 0;
+    pb->whole = pb->whole_b = NULL;
+    pb->whole_size = pb->whole_b_size = 0;
     pb->a = nnrt_aligned_alloc(MC * KC * sizeof(float));
     pb->b = nnrt_aligned_alloc(NC * KC * sizeof(float));
     if (!pb->a || !pb->b || pthread_setspecific(buffers_key, pb) != 0) {
@@ -527,26 +545,42 @@ static PackBuffers *thread_buffers(void) {
     return pb;
 }
 
-// This thread's buffer for a whole packed op(A), grown when too small (a
-// steady-state train step allocates nothing). NULL: no memory.
-static float *whole_a_buffer(PackBuffers *pb, int64_t floats) {
-    if (pb->whole_size < floats) {
-        nnrt_free(pb->whole);
-        pb->whole = nnrt_aligned_alloc((size_t)floats * sizeof(float));
-        pb->whole_size = pb->whole ? floats : 0;
+// This thread's buffer *buf of *size floats, grown to `floats` when smaller
+// (a steady-state train step allocates nothing). NULL: no memory.
+static float *grown(float **buf, int64_t *size, int64_t floats) {
+    if (*size < floats) {
+        nnrt_free(*buf);
+        *buf = nnrt_aligned_alloc((size_t)floats * sizeof(float));
+        *size = *buf ? floats : 0;
     }
-    return pb->whole;
+    return *buf;
 }
 
 // All of op(A) into this thread's buffer: K block pc at out + pc * mp, the layout of
 // pack_a. NULL without memory (gemm_block then packs as it goes).
 static const float *pack_whole_a(const Plan *p, PackBuffers *pb) {
     const Gemm *g = &p->g;
-    float *out = whole_a_buffer(pb, p->mp * g->K);
+    float *out = grown(&pb->whole, &pb->whole_size, p->mp * g->K);
     if (!out) return NULL;
     for (int64_t pc = 0; pc < g->K; pc += p->kcb) {
         int64_t kc = g->K - pc < p->kcb ? g->K - pc : p->kcb;
         pack_a(g, 0, g->M, pc, kc, out + pc * p->mp);
+    }
+    return out;
+}
+
+// All of op(B) into this thread's buffer, as whole_b_at lays it out. NULL
+// without memory (gemm_block then packs as it goes).
+static const float *pack_whole_b(const Plan *p, PackBuffers *pb) {
+    const Gemm *g = &p->g;
+    float *out = grown(&pb->whole_b, &pb->whole_b_size, g->K * ((g->N + NR - 1) / NR * NR));
+    if (!out) return NULL;
+    for (int64_t jc = 0; jc < g->N; jc += NC) {
+        int64_t nc = g->N - jc < NC ? g->N - jc : NC;
+        for (int64_t pc = 0; pc < g->K; pc += p->kcb) {
+            int64_t kc = g->K - pc < p->kcb ? g->K - pc : p->kcb;
+            pack_b(g, pc, kc, jc, nc, out + whole_b_at(p, jc, pc, nc));
+        }
     }
     return out;
 }
@@ -629,45 +663,102 @@ static void learn_speeds(float *speeds, const Plan *p) {
     }
 }
 
-static bool claim(Plan *p, int64_t u) {
-    return !atomic_exchange_explicit(&p->claimed[u], true, memory_order_relaxed);
-}
-
 // Positions [begin, end) of C: rows, or blocks of columns and the rows of a
 // block cut at either end.
-static void gemm_piece(const Plan *p, int64_t begin, int64_t end, PackBuffers *pb, const float *apacked) {
+static void gemm_piece(const Plan *p, int64_t begin, int64_t end, PackBuffers *pb, const float *apacked,
+                       const float *bpacked) {
     const Gemm *g = &p->g;
     if (begin == end) return;   // an empty piece: gemm_block would still pack op(B)
     if (p->by_rows) {
-        gemm_block(p, begin, end, 0, g->N, pb->a, pb->b, apacked);
+        gemm_block(p, begin, end, 0, g->N, pb->a, pb->b, apacked, bpacked);
         return;
     }
     while (begin < end) {
         int64_t b = begin / g->M, i0 = begin % g->M, whole = end / g->M;   // blocks [b, whole) complete
         if (i0 == 0 && whole > b) {
-            gemm_block(p, 0, g->M, b * NR, whole * NR < g->N ? whole * NR : g->N, pb->a, pb->b, apacked);
+            gemm_block(p, 0, g->M, b * NR, whole * NR < g->N ? whole * NR : g->N, pb->a, pb->b, apacked, NULL);
             begin = whole * g->M;
             continue;
         }
         int64_t i1 = end - b * g->M < g->M ? end - b * g->M : g->M;
-        gemm_block(p, i0, i1, b * NR, (b + 1) * NR < g->N ? (b + 1) * NR : g->N, pb->a, pb->b, apacked);
+        gemm_block(p, i0, i1, b * NR, (b + 1) * NR < g->N ? (b + 1) * NR : g->N, pb->a, pb->b, apacked, NULL);
         begin = b * g->M + i1;
     }
 }
 
-// Thread k's piece, then any piece left by a thread that had no buffers. A
-// thread's piece moves only as the speeds do, so from one step to the next a
-// thread reads and writes about the same data.
-static void gemm_pieces(Plan *p, int k, PackBuffers *pb, const float *apacked) {
-    for (int s = 0; s < p->threads; s++) {
-        int u = (k + s) % p->threads;
-        if (u >= p->n_pieces || !claim(p, u)) continue;
-        int64_t begin = u ? p->piece_end[u - 1] : 0, end = p->piece_end[u];
-        gemm_piece(p, begin, end, pb, apacked);
-        if (k < NNRT_SPEED_THREADS) {
-            p->took_work[k] += end - begin;
-            p->took_ns[k] = nnrt_clock_ns() - p->start_ns;
+// The chunks of a piece, the unit a thread takes: by rows, MC rows from the
+// piece's start (the blocks gemm_block would take, so that op(B) is read as
+// often as without chunks); by columns, a quarter of the piece's blocks of NR
+// columns (op(A) is read once a chunk: wide's products lost 1 % with a chunk
+// a block), the first and last cut where the piece is.
+#define CHUNKS_BY_COLUMNS 4
+
+static int64_t piece_begin(const Plan *p, int64_t u) { return u ? p->piece_end[u - 1] : 0; }
+
+// Blocks of columns of piece u: the first, how many, how many a chunk.
+static void piece_blocks(const Plan *p, int64_t u, int64_t *first, int64_t *n, int64_t *per_chunk) {
+    int64_t begin = piece_begin(p, u), end = p->piece_end[u];
+    *first = begin / p->g.M;
+    *n = begin < end ? (end - 1) / p->g.M - *first + 1 : 0;
+    *per_chunk = (*n + CHUNKS_BY_COLUMNS - 1) / CHUNKS_BY_COLUMNS;
+}
+
+static int64_t chunks_of(const Plan *p, int64_t u) {
+    int64_t begin = piece_begin(p, u), end = p->piece_end[u], first, n, per;
+    if (begin >= end) return 0;
+    if (p->by_rows) return (end - begin + MC - 1) / MC;
+    piece_blocks(p, u, &first, &n, &per);
+    return (n + per - 1) / per;
+}
+
+static void chunk_range(const Plan *p, int64_t u, int64_t c, int64_t *lo, int64_t *hi) {
+    int64_t begin = piece_begin(p, u), end = p->piece_end[u], first, n, per;
+    if (p->by_rows) {
+        *lo = begin + c * MC;
+        *hi = *lo + MC < end ? *lo + MC : end;
+        return;
+    }
+    piece_blocks(p, u, &first, &n, &per);
+    int64_t b = first + c * per;
+    *lo = b * p->g.M > begin ? b * p->g.M : begin;
+    *hi = (b + per) * p->g.M < end ? (b + per) * p->g.M : end;
+}
+
+// Takes a chunk of piece u, from its front or its back: false when none is left.
+static bool take_chunk(Plan *p, int64_t u, bool front, int64_t *c) {
+    uint64_t v = atomic_load_explicit(&p->left[u], memory_order_relaxed);
+    for (;;) {
+        uint64_t f = v >> 32, b = v & 0xffffffffu;
+        if (f >= b) return false;
+        uint64_t next = front ? (f + 1) << 32 | b : f << 32 | (b - 1);
+        if (atomic_compare_exchange_weak_explicit(&p->left[u], &v, next, memory_order_relaxed,
+                                                  memory_order_relaxed)) {
+            *c = (int64_t)(front ? f : b - 1);
+            return true;
         }
+    }
+}
+
+// Thread k's piece from its front, then the chunks left of the others'
+// pieces from their backs. A thread's piece moves only as the speeds do, so
+// from one step to the next a thread reads and writes about the same data;
+// taking the others' last chunks evens out what the speeds could not foresee
+// (the host stopping one of the threads for a while in the middle of a
+// product), and the piece of a thread that had no buffers.
+static void gemm_pieces(Plan *p, int k, PackBuffers *pb, const float *apacked, const float *bpacked) {
+    int64_t work = 0, c, lo, hi;
+    for (int64_t s = 0; s < p->n_pieces; s++) {
+        int64_t u = (k + s) % p->n_pieces;
+        bool own = u == k;
+        while (take_chunk(p, u, own, &c)) {
+            chunk_range(p, u, c, &lo, &hi);
+            gemm_piece(p, lo, hi, pb, apacked, bpacked);
+            work += hi - lo;
+        }
+    }
+    if (k < NNRT_SPEED_THREADS && work > 0) {
+        p->took_work[k] = work;
+        p->took_ns[k] = nnrt_clock_ns() - p->start_ns;
     }
 }
 
@@ -684,7 +775,8 @@ static void gemm_region(void *ctx, int64_t begin, int64_t end) {
     Plan *p = ctx;
     PackBuffers *pb = thread_buffers();
     if (!pb) return;
-    gemm_pieces(p, (int)begin, pb, p->whole_a ? pack_whole_a(p, pb) : NULL);
+    gemm_pieces(p, (int)begin, pb, p->whole_a ? pack_whole_a(p, pb) : NULL,
+                p->whole_b ? pack_whole_b(p, pb) : NULL);
 }
 
 // nnrt_sgemm, nnrt_sgemm_then (then_rows: pieces of whole rows) and
@@ -748,8 +840,11 @@ static void sgemm(nnrt_model *rt, int ta, int tb, int64_t M, int64_t N, int64_t 
     if (p.n_pieces > 1) {
         // Columns all read op(A): each thread packs it once
         p.whole_a = !p.direct && !p.by_rows;
+        // Rows: each thread packs all of op(B) once, for its chunks
+        p.whole_b = !p.direct_b && p.by_rows;
         float *speeds = nnrt_speeds_of(rt, ta, tb, M, N, K, C);
         split_pieces(&p, speeds);
+        for (int64_t u = 0; u < p.n_pieces; u++) atomic_init(&p.left[u], (uint64_t)chunks_of(&p, u));
         p.start_ns = nnrt_clock_ns();
         nnrt_parallel_for(rt, gemm_region, &p, threads);
 #ifdef NNRT_TRACE
@@ -760,11 +855,11 @@ static void sgemm(nnrt_model *rt, int ta, int tb, int64_t M, int64_t N, int64_t 
     }
 #ifdef NNRT_TRACE
     int64_t start = nnrt_clock_ns();
-    gemm_block(&p, 0, M, 0, N, pb->a, pb->b, NULL);
+    gemm_block(&p, 0, M, 0, N, pb->a, pb->b, NULL, NULL);
     int64_t end = nnrt_clock_ns();
     nnrt_trace(then ? (void *)then : (void *)gemm_region, start, end, end);   // as the region it would be
 #else
-    gemm_block(&p, 0, M, 0, N, pb->a, pb->b, NULL);
+    gemm_block(&p, 0, M, 0, N, pb->a, pb->b, NULL, NULL);
 #endif
 }
 

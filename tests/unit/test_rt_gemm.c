@@ -2,9 +2,11 @@
 // at sizes around the block edges, and bit-identical with 1 and 2 threads.
 #include <criterion/criterion.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "nnrt.h"
 
@@ -300,5 +302,56 @@ Test(gemm, columns_split_in_proportion_to_the_threads_speeds) {
             free(C);
         }
         free(A), free(B), free(ref);
+    }
+}
+
+// A thread done with its own piece takes the chunks still left of another's:
+// here the worker's first `then` holds it (for at most two seconds) until the caller
+// has passed on a block of the worker's piece, which the caller does only by
+// taking chunks from it. Rows (nnrt_sgemm_then, 384 rows: two chunks of 96 a
+// thread) and columns (nnrt_sgemm_each, 8 blocks of 32 columns: four a
+// thread), each with the speeds set equal; the bits of one thread, and every
+// element passed once.
+typedef struct Held {
+    pthread_t     caller;
+    int64_t       ldc, from;   // the worker's piece starts at row or column `from`
+    bool          by_rows;
+    _Atomic bool  taken;       // the caller passed on a block of the worker's piece
+    _Atomic bool  held;        // the worker waited for it
+    _Atomic int  *count;
+} Held;
+
+static void hold_worker(void *ctx, int64_t begin, int64_t end) {
+    Held *h = ctx;
+    int64_t at = h->by_rows ? begin / h->ldc : begin % h->ldc;
+    for (int64_t f = begin; f < end; f++) h->count[f]++;
+    if (pthread_equal(pthread_self(), h->caller)) {
+        if (at >= h->from) atomic_store(&h->taken, true);
+        return;
+    }
+    if (atomic_exchange(&h->held, true)) return;   // held once
+    for (int i = 0; i < 2000 && !atomic_load(&h->taken); i++) usleep(1000);
+}
+
+Test(gemm, a_thread_done_takes_what_is_left_of_another_piece) {
+    for (int by_rows = 0; by_rows < 2; by_rows++) {
+        int64_t M = by_rows ? 384 : 64, N = by_rows ? 64 : 256, K = 50;
+        float *A = random_matrix(M * K, 51), *B = random_matrix(K * N, 52);
+        float *C = calloc((size_t)(M * N), sizeof(float)), *ref = calloc((size_t)(M * N), sizeof(float));
+        nnrt_sgemm(NULL, 1, 0, M, N, K, 1.0f, A, M, B, N, 0.0f, ref, N);
+        Held h = { pthread_self(), N, by_rows ? M / 2 : N / 2, by_rows, false, false,
+                   calloc((size_t)(M * N), sizeof(int)) };
+        nnrt_model rt = { 0 };
+        rt.threads = 2;
+        float *speed = nnrt_speeds_of(&rt, 1, 0, M, N, K, C);
+        speed[0] = speed[1] = 1;
+        (by_rows ? nnrt_sgemm_then : nnrt_sgemm_each)(&rt, 1, 0, M, N, K, 1.0f, A, M, B, N, 0.0f, C, N,
+                                                      hold_worker, &h);
+        nnrt_pool_destroy(&rt);
+        cr_assert(atomic_load(&h.taken), "by rows %d: the caller took nothing of the worker's piece", by_rows);
+        cr_assert_eq(memcmp(C, ref, (size_t)(M * N) * sizeof(float)), 0, "by rows %d: C", by_rows);
+        for (int64_t f = 0; f < M * N; f++)
+            cr_assert_eq(h.count[f], 1, "by rows %d: C[%ld] passed %d times", by_rows, (long)f, h.count[f]);
+        free(A), free(B), free(C), free(ref), free((void *)h.count);
     }
 }
