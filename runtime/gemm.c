@@ -19,8 +19,10 @@
 //
 // Threads: one parallel_for per product, one piece of C a thread, in
 // proportion to the speed each thread showed in the earlier calls of the
-// product (split_pieces): a piece of rows, or of NR-column blocks (each thread
-// then packs all of op(A) into its own buffer, unless it is read in place).
+// product (split_pieces): a piece of rows (each thread then packs all of
+// op(B) into its own buffer, unless it is read in place), or of NR-column
+// blocks (likewise op(A)). Pieces are cut into chunks, and a thread done with
+// its own takes the chunks left of the others' (gemm_pieces).
 // Each element of C is computed by one thread with the same operations in the
 // same order whatever the thread count or the piece it fell in, so results
 // are bit-for-bit the same with 1 or N threads.
@@ -691,7 +693,9 @@ static void gemm_piece(const Plan *p, int64_t begin, int64_t end, PackBuffers *p
 // often as without chunks); by columns, a quarter of the piece's blocks of NR
 // columns (op(A) is read once a chunk: wide's products lost 1 % with a chunk
 // a block), the first and last cut where the piece is.
+#ifndef CHUNKS_BY_COLUMNS
 #define CHUNKS_BY_COLUMNS 4
+#endif
 
 static int64_t piece_begin(const Plan *p, int64_t u) { return u ? p->piece_end[u - 1] : 0; }
 
@@ -764,8 +768,8 @@ static void gemm_pieces(Plan *p, int k, PackBuffers *pb, const float *apacked, c
 
 // One thread's part of a product on several threads, all in one
 // parallel_for over [0, threads) (this is thread `begin`): its piece
-// (gemm_pieces), after packing all of op(A) for it when it is columns.
-// Each thread packs its own copy: packing it on each thread costs less than
+// (gemm_pieces), after packing all of op(A) for it when it is columns, all of
+// op(B) when rows (unless read in place). Each thread packs its own copy: packing it on each thread costs less than
 // shared panels did, with their barrier and half of them read from the other
 // core's cache (wide's products ran 4-9 % faster at two threads,
 // docs/performance.md section 17). A thread without packing buffers
