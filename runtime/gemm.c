@@ -748,13 +748,18 @@ static bool take_chunk(Plan *p, int64_t u, bool front, int64_t *c) {
 // from one step to the next a thread reads and writes about the same data;
 // taking the others' last chunks evens out what the speeds could not foresee
 // (the host stopping one of the threads for a while in the middle of a
-// product), and the piece of a thread that had no buffers.
-static void gemm_pieces(Plan *p, int k, PackBuffers *pb, const float *apacked, const float *bpacked) {
+// product), and the piece of a thread that had no buffers. A thread packs the
+// whole operand it needs (Plan.whole_a, whole_b) once it has a chunk: a
+// worker that wakes up after the others took everything returns at once.
+static void gemm_pieces(Plan *p, int k, PackBuffers *pb) {
     int64_t work = 0, c, lo, hi;
+    const float *apacked = NULL, *bpacked = NULL;
     for (int64_t s = 0; s < p->n_pieces; s++) {
         int64_t u = (k + s) % p->n_pieces;
         bool own = u == k;
         while (take_chunk(p, u, own, &c)) {
+            if (work == 0 && p->whole_a) apacked = pack_whole_a(p, pb);
+            if (work == 0 && p->whole_b) bpacked = pack_whole_b(p, pb);
             chunk_range(p, u, c, &lo, &hi);
             gemm_piece(p, lo, hi, pb, apacked, bpacked);
             work += hi - lo;
@@ -767,9 +772,10 @@ static void gemm_pieces(Plan *p, int k, PackBuffers *pb, const float *apacked, c
 }
 
 // One thread's part of a product on several threads, all in one
-// parallel_for over [0, threads) (this is thread `begin`): its piece
-// (gemm_pieces), after packing all of op(A) for it when it is columns, all of
-// op(B) when rows (unless read in place). Each thread packs its own copy: packing it on each thread costs less than
+// parallel_for over [0, threads) (this is thread `begin`): its piece and
+// what it takes of the others' (gemm_pieces), with all of op(A) packed for it
+// when it is columns, all of op(B) when rows (unless read in place). Each
+// thread packs its own copy: packing it on each thread costs less than
 // shared panels did, with their barrier and half of them read from the other
 // core's cache (wide's products ran 4-9 % faster at two threads,
 // docs/performance.md section 17). A thread without packing buffers
@@ -779,8 +785,7 @@ static void gemm_region(void *ctx, int64_t begin, int64_t end) {
     Plan *p = ctx;
     PackBuffers *pb = thread_buffers();
     if (!pb) return;
-    gemm_pieces(p, (int)begin, pb, p->whole_a ? pack_whole_a(p, pb) : NULL,
-                p->whole_b ? pack_whole_b(p, pb) : NULL);
+    gemm_pieces(p, (int)begin, pb);
 }
 
 // nnrt_sgemm, nnrt_sgemm_then (then_rows: pieces of whole rows) and
