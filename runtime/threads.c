@@ -7,6 +7,7 @@
 // the chunks run one after the other on the caller's thread (same split, same result).
 #define _GNU_SOURCE   // clock_gettime; dladdr for the trace
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <time.h>
 
@@ -67,6 +68,9 @@ __attribute__((destructor)) static void trace_write(void) {
 // reschedule), as much as a whole small product. So both sides spin a little
 // first: a worker watching for the next job, the caller for the workers'
 // end. About 50 us at 3 GHz; then they sleep on the condition variables.
+// With more threads than CPUs each round of the spin yields the CPU instead
+// (spin_wait): fashion b256 at 3 threads on 2 CPUs took 1692 us a step with
+// PAUSEs, 1126 us yielding (docs/performance.md section 19).
 #define SPIN_ROUNDS 4000
 
 static inline void cpu_relax(void) {
@@ -76,6 +80,7 @@ static inline void cpu_relax(void) {
 }
 
 typedef struct nnrt_pool {
+    bool            yields;        // more threads than CPUs: waiting threads yield the CPU (wait)
     pthread_mutex_t lock;
     pthread_cond_t  wake;          // workers wait here for a new job (or shutdown)
     pthread_cond_t  done;          // the caller waits here for n_done == n_workers
@@ -89,6 +94,21 @@ typedef struct nnrt_pool {
     int64_t         n;
     int             n_chunks;
 } nnrt_pool;
+
+// One round of a spin: with more threads than CPUs, the thread that has the
+// work may be waiting for this CPU (a spin of PAUSEs would keep it off for up
+// to SPIN_ROUNDS of them).
+static inline void spin_wait(const nnrt_pool *p) {
+    if (p->yields) sched_yield();
+    else cpu_relax();
+}
+
+// Whether n threads are more than the CPUs this process may run on.
+static bool too_many(int n) {
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) != 0) return false;
+    return n > CPU_COUNT(&set);
+}
 
 typedef struct Worker {
     nnrt_pool *pool;
@@ -114,7 +134,7 @@ static void *worker_main(void *arg) {
     uint64_t seen = 0;
     for (;;) {
         for (int i = 0; i < SPIN_ROUNDS && atomic_load_explicit(&p->generation, memory_order_acquire) == seen; i++)
-            cpu_relax();
+            spin_wait(p);
         if (atomic_load_explicit(&p->generation, memory_order_acquire) == seen) {
             pthread_mutex_lock(&p->lock);
             while (!p->is_stopping && atomic_load(&p->generation) == seen) pthread_cond_wait(&p->wake, &p->lock);
@@ -152,7 +172,7 @@ static void pool_free(nnrt_pool *p, int n_started) {
 static nnrt_pool *pool_new(int n_workers) {
     nnrt_pool *p = nnrt_malloc(sizeof *p);
     if (!p) return NULL;
-    *p = (nnrt_pool){ .n_workers = n_workers };
+    *p = (nnrt_pool){ .n_workers = n_workers, .yields = too_many(n_workers + 1) };
     p->workers = nnrt_malloc(sizeof(pthread_t) * (size_t)n_workers);
     if (!p->workers) {
         nnrt_free(p);
@@ -213,7 +233,7 @@ void nnrt_parallel_for(nnrt_model *m, void (*fn)(void *ctx, int64_t begin, int64
     run_chunk(fn, ctx, n, 0, t);
     own = TRACE_CLOCK();
     for (int i = 0; i < SPIN_ROUNDS && atomic_load_explicit(&p->n_done, memory_order_acquire) < p->n_workers; i++)
-        cpu_relax();
+        spin_wait(p);
     if (atomic_load_explicit(&p->n_done, memory_order_acquire) < p->n_workers) {
         pthread_mutex_lock(&p->lock);
         while (atomic_load(&p->n_done) < p->n_workers) pthread_cond_wait(&p->done, &p->lock);
