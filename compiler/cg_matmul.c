@@ -364,46 +364,63 @@ static bool gemm_axpy_rows_epilogue(Cg *c, const CgGemm *g) {
     return true;
 }
 
-// The DOT_MR * DOT_NR accumulators (vectors of 16) summed horizontally all at
-// once: 4 levels, each adding the two halves of every lane group of a pair of
-// vectors (two shuffles and an add per pair), 45 instructions for the 16 sums
-// instead of a separate log-depth reduction of each vector (about 8 each, on
-// one dependency chain). sums[r * DOT_NR + u]: the scalar of acc[r][u].
-// Only for 16 accumulators of 16 lanes (AVX-512); false otherwise.
-static bool reduce_tree(Cg *c, LLVMValueRef acc[DOT_MR][DOT_NR], LLVMValueRef *sums) {
-    enum { N = DOT_MR * DOT_NR };
-    if (vec_len(c) != N)
+// n accumulators (vectors of 16; n = 2, 4, 8 or 16) summed horizontally all
+// at once. Each level adds the two halves of every lane group of a pair of
+// vectors (two shuffles and an add per pair): for 16 accumulators, 4 levels
+// and 45 instructions for the 16 sums instead of a separate log-depth
+// reduction of each vector (about 8 each, on one dependency chain). With
+// fewer accumulators the last vector's lane groups are then halved in place
+// until each is one lane. Every accumulator's lanes are added in the same
+// tree (lane t with t + 8, then t + 4, t + 2, t + 1) whatever n, so n does
+// not change a bit. sums[q]: the scalar of accs[q]. Only for vectors of 16
+// lanes (AVX-512); false otherwise.
+static bool reduce_tree(Cg *c, const LLVMValueRef *accs, int n, LLVMValueRef *sums) {
+    enum { L = 16 };
+    if (vec_len(c) != L || n < 2 || n > L || L % n != 0)
         return false;
-    LLVMTypeRef vt = LLVMVectorType(c->f32, N);
-    LLVMValueRef v[N];
-    int groups[N][N];   // groups[i][g]: the accumulator of lane group g of v[i]
-    int nv = N, ng = 1;
-    for (int q = 0; q < N; q++) {
-        v[q] = LLVMBuildLoad2(c->b, vt, acc[q / DOT_NR][q % DOT_NR], "");
+    LLVMTypeRef vt = LLVMVectorType(c->f32, L);
+    LLVMValueRef v[L];
+    int groups[L][L];   // groups[i][g]: the accumulator of lane group g of v[i]
+    int nv = n, ng = 1, w = L;   // vectors left, lane groups in each, their width
+    for (int q = 0; q < n; q++) {
+        v[q] = LLVMBuildLoad2(c->b, vt, accs[q], "");
         groups[q][0] = q;
     }
     while (nv > 1) {
-        int w = N / ng, h = w / 2;   // lane group width now, and after this level
+        int h = w / 2;
         for (int m = 0; m < nv / 2; m++) {
-            LLVMValueRef lo[N], hi[N];
-            int ng2[N];
+            LLVMValueRef lo[L], hi[L];
+            int ng2[L];
             for (int g2 = 0; g2 < 2 * ng; g2++) {
-                int from = g2 < ng ? 0 : N, g = g2 % ng;
+                int from = g2 < ng ? 0 : L, g = g2 % ng;
                 ng2[g2] = groups[2 * m + (g2 < ng ? 0 : 1)][g];
                 for (int t = 0; t < h; t++) {
                     lo[g2 * h + t] = LLVMConstInt(c->i32, (unsigned)(from + g * w + t), 0);
                     hi[g2 * h + t] = LLVMConstInt(c->i32, (unsigned)(from + g * w + h + t), 0);
                 }
             }
-            LLVMValueRef a = LLVMBuildShuffleVector(c->b, v[2 * m], v[2 * m + 1], LLVMConstVector(lo, N), "");
-            LLVMValueRef b = LLVMBuildShuffleVector(c->b, v[2 * m], v[2 * m + 1], LLVMConstVector(hi, N), "");
+            LLVMValueRef a = LLVMBuildShuffleVector(c->b, v[2 * m], v[2 * m + 1], LLVMConstVector(lo, L), "");
+            LLVMValueRef b = LLVMBuildShuffleVector(c->b, v[2 * m], v[2 * m + 1], LLVMConstVector(hi, L), "");
             v[m] = cg_reassoc(LLVMBuildFAdd(c->b, a, b, ""));
             memcpy(groups[m], ng2, sizeof ng2);
         }
         nv /= 2;
         ng *= 2;
+        w = h;
     }
-    for (int l = 0; l < N; l++)
+    for (; w > 1; w /= 2) {   // n < 16: halve the groups of the one vector left
+        int h = w / 2;
+        LLVMValueRef lo[L], hi[L];
+        for (int g = 0; g < ng; g++)
+            for (int t = 0; t < h; t++) {
+                lo[g * h + t] = LLVMConstInt(c->i32, (unsigned)(g * w + t), 0);
+                hi[g * h + t] = LLVMConstInt(c->i32, (unsigned)(g * w + h + t), 0);
+            }
+        LLVMValueRef a = LLVMBuildShuffleVector(c->b, v[0], v[0], LLVMConstVector(lo, (unsigned)(ng * h)), "");
+        LLVMValueRef b = LLVMBuildShuffleVector(c->b, v[0], v[0], LLVMConstVector(hi, (unsigned)(ng * h)), "");
+        v[0] = cg_reassoc(LLVMBuildFAdd(c->b, a, b, ""));
+    }
+    for (int l = 0; l < n; l++)
         sums[groups[0][l]] = LLVMBuildExtractElement(c->b, v[0], LLVMConstInt(c->i32, (unsigned)l, 0), "");
     return true;
 }
@@ -420,40 +437,41 @@ static CgGemm columns_from(Cg *c, const CgGemm *g, LLVMValueRef j0) {
 }
 
 // The rows of A left over by the blocked dot kernel (fewer than DOT_MR; at
-// batch 1, all of them), one at a time against DOT_MR * DOT_NR columns of B:
-// as many independent vector sums as the blocked kernel (one sum per column
-// was a single dependent FMA chain, latency-bound), A's vector loaded once per
-// p for all of them. Only with AVX-512 (the shuffle-tree reduction); the last
-// columns go to gemm_dot.
+// batch 1, all of them), one at a time against ROWS_NC columns of B: as many
+// independent vector sums (one sum per column was a single dependent FMA
+// chain, latency-bound), A's vector loaded once per p for all of them. 8
+// columns, not 16: B's columns are W's rows, each a stream of its own, and
+// mnist's forward product at batch 1 (128 x 784, in L2) took 3.8-4.8 us with
+// 16 streams, 3.5-3.9 with 8 (docs/performance.md section 19). Only with
+// AVX-512 (the shuffle-tree reduction); the last columns go to gemm_dot.
+enum { ROWS_NC = 8 };
 static bool gemm_dot_rows(Cg *c, const CgGemm *g, int64_t k) {
-    enum { NC = DOT_MR * DOT_NR };
     int vl = vec_len(c);
-    if (vl != NC)
+    if (vl != 16)
         return false;
     LLVMTypeRef vt = LLVMVectorType(c->f32, (unsigned)vl);
     int64_t k_full = k / vl * vl;
-    LLVMValueRef n_blocks = LLVMBuildSDiv(c->b, g->n, cg_i(c, NC), "");
-    LLVMValueRef n_full = mul_i(c, n_blocks, NC);
-    LLVMValueRef acc[DOT_MR][DOT_NR];
-    for (int q = 0; q < NC; q++)
-        acc[q / DOT_NR][q % DOT_NR] = cg_alloca(c, vt, "acc");
+    LLVMValueRef n_blocks = LLVMBuildSDiv(c->b, g->n, cg_i(c, ROWS_NC), "");
+    LLVMValueRef n_full = mul_i(c, n_blocks, ROWS_NC);
+    LLVMValueRef acc[ROWS_NC];
+    for (int q = 0; q < ROWS_NC; q++)
+        acc[q] = cg_alloca(c, vt, "acc");
     LLVMValueRef sacc = cg_alloca(c, c->f32, "sacc");
     CgLoop li, lj, lp, lq;
     LLVMValueRef i = cg_loop_begin(c, &li, g->m, "dr.i");
-    LLVMValueRef j0 = mul_i(c, cg_loop_begin(c, &lj, n_blocks, "dr.j"), NC);
-    for (int q = 0; q < NC; q++)
-        LLVMBuildStore(c->b, LLVMConstNull(vt), acc[q / DOT_NR][q % DOT_NR]);
+    LLVMValueRef j0 = mul_i(c, cg_loop_begin(c, &lj, n_blocks, "dr.j"), ROWS_NC);
+    for (int q = 0; q < ROWS_NC; q++)
+        LLVMBuildStore(c->b, LLVMConstNull(vt), acc[q]);
     LLVMValueRef p = mul_i(c, cg_loop_begin(c, &lp, cg_i(c, k_full / vl), "dr.p"), vl);
     LLVMValueRef av = cg_vload(c, vt, at(c, g->a, i, g->a_rs, p, 1));
-    for (int q = 0; q < NC; q++) {
+    for (int q = 0; q < ROWS_NC; q++) {
         LLVMValueRef bv = cg_vload(c, vt, at(c, g->b, p, 1, LLVMBuildAdd(c->b, j0, cg_i(c, q), ""), g->b_cs));
-        LLVMValueRef a = acc[q / DOT_NR][q % DOT_NR];
-        LLVMBuildStore(c->b, vfma(c, av, bv, LLVMBuildLoad2(c->b, vt, a, "")), a);
+        LLVMBuildStore(c->b, vfma(c, av, bv, LLVMBuildLoad2(c->b, vt, acc[q], "")), acc[q]);
     }
     cg_loop_end(c, &lp);
-    LLVMValueRef sums[NC];
-    reduce_tree(c, acc, sums);
-    for (int q = 0; q < NC; q++) {
+    LLVMValueRef sums[ROWS_NC];
+    reduce_tree(c, acc, ROWS_NC, sums);
+    for (int q = 0; q < ROWS_NC; q++) {
         LLVMValueRef jq = LLVMBuildAdd(c->b, j0, cg_i(c, q), "");
         cg_store(c, sums[q], sacc);
         if (k_full < k) {   // the last k % VL terms
@@ -520,8 +538,10 @@ static bool gemm_dot_blocked(Cg *c, const CgGemm *g) {
     unsigned rid = LLVMLookupIntrinsicID("llvm.vector.reduce.fadd", 23);
     LLVMValueRef rfn = LLVMGetIntrinsicDeclaration(c->mod, rid, &vt, 1);
     LLVMTypeRef rft = LLVMIntrinsicGetType(c->ctx, rid, &vt, 1);
-    LLVMValueRef sums[DOT_MR * DOT_NR];
-    if (!reduce_tree(c, acc, sums))
+    LLVMValueRef sums[DOT_MR * DOT_NR], flat[DOT_MR * DOT_NR];
+    for (int q = 0; q < DOT_MR * DOT_NR; q++)
+        flat[q] = acc[q / DOT_NR][q % DOT_NR];
+    if (!reduce_tree(c, flat, DOT_MR * DOT_NR, sums))
         for (int q = 0; q < DOT_MR * DOT_NR; q++) {
             LLVMValueRef args[2] = { cg_f(c, 0), LLVMBuildLoad2(c->b, vt, acc[q / DOT_NR][q % DOT_NR], "") };
             sums[q] = cg_reassoc(LLVMBuildCall2(c->b, rft, rfn, args, 2, ""));

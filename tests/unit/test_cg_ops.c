@@ -126,7 +126,8 @@ Test(cg, all_optimisation_levels_agree_with_the_interpreter) {
 // (k = 300 > 256 in dx, k = batch = 300 in dW), row and column edges. At
 // batch 1 and 7, the forward products' rows one at a time (gemm_dot_rows):
 // k = 300 is 18 vectors and 12 left over, k = 45 two vectors and 13; n = 300,
-// 45 and 37 leave 12, 13 and 5 columns to gemm_dot.
+// 45 and 37 leave 4, 5 and 5 columns to gemm_dot (8 at a time; the reduction
+// of 8 accumulators ends in halvings of one vector).
 Test(cg, blocked_products_with_edges, .timeout = 300) {
     CgT t;
     cgt_build(&t, "model big { input x[300]; target y[37];\n"
