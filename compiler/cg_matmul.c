@@ -371,9 +371,8 @@ static bool gemm_axpy_rows_epilogue(Cg *c, const CgGemm *g) {
 // reduction of each vector (about 8 each, on one dependency chain). With
 // fewer accumulators the last vector's lane groups are then halved in place
 // until each is one lane. Every accumulator's lanes are added in the same
-// tree (lane t with t + 8, then t + 4, t + 2, t + 1) whatever n, so n does
-// not change a bit. sums[q]: the scalar of accs[q]. Only for vectors of 16
-// lanes (AVX-512); false otherwise.
+// tree (lane t with t + 8, then t + 4, t + 2, t + 1) whatever n. sums[q]: the
+// scalar of accs[q]. Only for vectors of 16 lanes (AVX-512); false otherwise.
 static bool reduce_tree(Cg *c, const LLVMValueRef *accs, int n, LLVMValueRef *sums) {
     enum { L = 16 };
     if (vec_len(c) != L || n < 2 || n > L || L % n != 0)
