@@ -371,7 +371,7 @@ typedef struct Plan {
     bool    direct_b;      // op(B) = B read in place, not packed
     int64_t kcb;           // K in equal blocks of at most KC
     int64_t mp;            // rows of op(A) rounded up to whole MR panels
-    bool    whole_a;       // each thread packs all of op(A) once, before its piece
+    bool    whole_a;       // each thread packs all of op(A) once, when it takes its first chunk
     // Several threads: one piece of C a thread, in proportion to the threads'
     // speeds (split_pieces), cut into chunks that a thread done with its own
     // piece takes from the others' (gemm_pieces); which thread computes a
@@ -383,7 +383,7 @@ typedef struct Plan {
     // of NR columns, so that a piece is whole blocks of columns and at its
     // ends a block cut between rows (at a multiple of MR).
     bool             by_rows;
-    bool             whole_b;   // by rows, op(B) packed: each thread packs all of it once, before its piece
+    bool             whole_b;   // by rows, op(B) packed: each thread packs all of it once, likewise
     int              threads;
     int64_t          n_pieces;
     int64_t          piece_end[MAX_PIECES];   // piece u is [piece_end[u - 1] or 0, piece_end[u])
@@ -510,8 +510,8 @@ static void scale_c(const Gemm *g, float beta) {
 typedef struct PackBuffers {
     float  *a;              // MC x KC
     float  *b;              // KC x NC
-    float  *whole;          // all of op(A), packed (Plan.whole_a)
-    int64_t whole_size;     // floats at whole
+    float  *whole_a;        // all of op(A), packed (Plan.whole_a)
+    int64_t whole_a_size;   // floats at whole_a
     float  *whole_b;        // all of op(B), packed (Plan.whole_b)
     int64_t whole_b_size;   // floats at whole_b
 } PackBuffers;
@@ -523,7 +523,7 @@ static void free_buffers(void *p) {
     PackBuffers *pb = p;
     nnrt_free(pb->a);
     nnrt_free(pb->b);
-    nnrt_free(pb->whole);
+    nnrt_free(pb->whole_a);
     nnrt_free(pb->whole_b);
     nnrt_free(pb);
 }
@@ -536,8 +536,8 @@ static PackBuffers *thread_buffers(void) {
     if (pb) return pb;
     pb = nnrt_malloc(sizeof *pb);
     if (!pb) return NULL;
-    pb->whole = pb->whole_b = NULL;
-    pb->whole_size = pb->whole_b_size = 0;
+    pb->whole_a = pb->whole_b = NULL;
+    pb->whole_a_size = pb->whole_b_size = 0;
     pb->a = nnrt_aligned_alloc(MC * KC * sizeof(float));
     pb->b = nnrt_aligned_alloc(NC * KC * sizeof(float));
     if (!pb->a || !pb->b || pthread_setspecific(buffers_key, pb) != 0) {
@@ -562,7 +562,7 @@ static float *grown(float **buf, int64_t *size, int64_t floats) {
 // pack_a. NULL without memory (gemm_block then packs as it goes).
 static const float *pack_whole_a(const Plan *p, PackBuffers *pb) {
     const Gemm *g = &p->g;
-    float *out = grown(&pb->whole, &pb->whole_size, p->mp * g->K);
+    float *out = grown(&pb->whole_a, &pb->whole_a_size, p->mp * g->K);
     if (!out) return NULL;
     for (int64_t pc = 0; pc < g->K; pc += p->kcb) {
         int64_t kc = g->K - pc < p->kcb ? g->K - pc : p->kcb;
@@ -670,7 +670,7 @@ static void learn_speeds(float *speeds, const Plan *p) {
 static void gemm_piece(const Plan *p, int64_t begin, int64_t end, PackBuffers *pb, const float *apacked,
                        const float *bpacked) {
     const Gemm *g = &p->g;
-    if (begin == end) return;   // an empty piece: gemm_block would still pack op(B)
+    if (begin == end) return;   // nothing: gemm_block would still pack op(B)
     if (p->by_rows) {
         gemm_block(p, begin, end, 0, g->N, pb->a, pb->b, apacked, bpacked);
         return;
