@@ -665,12 +665,11 @@ static void learn_speeds(float *speeds, const Plan *p) {
     }
 }
 
-// Positions [begin, end) of C: rows, or blocks of columns and the rows of a
-// block cut at either end.
+// Positions [begin, end) of C (a chunk, never empty): rows, or blocks of
+// columns and the rows of a block cut at either end.
 static void gemm_piece(const Plan *p, int64_t begin, int64_t end, PackBuffers *pb, const float *apacked,
                        const float *bpacked) {
     const Gemm *g = &p->g;
-    if (begin == end) return;   // nothing: gemm_block would still pack op(B)
     if (p->by_rows) {
         gemm_block(p, begin, end, 0, g->N, pb->a, pb->b, apacked, bpacked);
         return;

@@ -148,7 +148,8 @@ NNRT_HIDDEN void nnrt_trace_rename_last(void *fn);
 // Matrix products (runtime/gemm.c): C[M,N] = alpha * op(A) op(B) + beta * C, row-major,
 // op(X) = X^T when tX. Blocked and packed, AVX-512 micro-kernel where the CPU has it;
 // one piece of C (rows, or blocks of columns) a thread, in proportion to the threads'
-// speeds (rt may be NULL: one thread). Results do not depend on the thread count.
+// speeds, and a thread done with its piece takes chunks of the others' (rt may be NULL:
+// one thread). Results do not depend on the thread count.
 NNRT_HIDDEN void nnrt_sgemm(nnrt_model *rt, int ta, int tb, int64_t M, int64_t N, int64_t K,
                             float alpha, const float *A, int64_t lda, const float *B, int64_t ldb,
                             float beta, float *C, int64_t ldc);
